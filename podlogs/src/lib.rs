@@ -7,3 +7,6 @@
 pub mod event;
 
 pub use event::{EventKind, LogEvent, LogLine, SCHEMA_VERSION, StatusEvent};
+pub mod query;
+
+pub use query::{ContainerFilter, LogQuery, Namespaces, Since};
