@@ -1,1 +1,55 @@
-//! Shared helpers for the end-to-end suites.
+//! Shared helpers for the end-to-end suites: where the built binaries are and how to run the
+//! real `kubectl`. The suites start kubesim in-process and run the binaries against it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The directory cargo put this workspace's binaries in (`target/debug` for `cargo test`).
+///
+/// Test executables live in `target/<profile>/deps`; the binaries one level up. `cargo test
+/// --workspace` builds them before any suite runs, because each binary crate has tests of its
+/// own.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let deps = exe.parent().expect("the test executable is in a directory");
+    deps.parent().unwrap_or(deps).to_path_buf()
+}
+
+/// The path of a workspace binary, such as `kubectl-aether`, panicking with what to run when
+/// it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is not built; run the suites with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// The real kubectl: `$KUBECTL` if set, otherwise `kubectl` on PATH.
+pub fn kubectl_path() -> PathBuf {
+    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// A `kubectl` command that reads only the given kubeconfig, finds the workspace's binaries
+/// as plugins, and keeps its cache out of the user's home.
+pub fn kubectl(kubeconfig: &Path, home: &Path) -> Command {
+    let mut cmd = Command::new(kubectl_path());
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env("KUBECACHEDIR", home.join("kube-cache"))
+        .env("PATH", path_with_bins())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .arg("--request-timeout=20s");
+    cmd
+}
+
+/// PATH with the workspace's binaries first, so `kubectl aether` finds this build.
+pub fn path_with_bins() -> std::ffi::OsString {
+    let mut paths = vec![bin_dir()];
+    if let Some(old) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&old));
+    }
+    std::env::join_paths(paths).expect("PATH entries contain no separator")
+}
