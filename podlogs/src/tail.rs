@@ -1,0 +1,721 @@
+//! One container's log stream, kept open for as long as the container runs: [`run`].
+//!
+//! A tail first reads the history (without follow) so the merge knows where history ends,
+//! then, when following, reopens the stream with `sinceTime` = the last line's time. The
+//! apiserver truncates `sinceTime` to whole seconds, so a [`Cursor`] skips the lines of that
+//! second already seen: no duplicates, no loss. A stream that ends while the container still
+//! runs is reopened the same way. This module neither discovers pods nor orders lines across
+//! containers.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::{AsyncBufRead, AsyncBufReadExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::event::{EventKind, LogEvent, LogLine, StatusEvent};
+use crate::lines::{LineSplitter, decode_capped, split_timestamp};
+use crate::query::Since;
+use crate::select;
+
+/// How long a tail keeps reading after its pod was deleted, for lines still in flight.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a restarted container's new tail waits for the old instance's tail to finish.
+const PREVIOUS_INSTANCE_WAIT: Duration = Duration::from_secs(5);
+
+/// How many times a transient failure is retried while reading history.
+const HISTORY_ATTEMPTS: u32 = 5;
+
+/// What a tail sends to the merge.
+#[derive(Debug)]
+pub(crate) enum TailMsg {
+    /// A line or a status event.
+    Event(LogEvent),
+    /// Every history line has been sent; what follows is live.
+    HistoryDone,
+}
+
+/// Everything one tail needs to know.
+#[derive(Clone)]
+pub(crate) struct TailSpec {
+    /// Pods API of the pod's namespace.
+    pub api: Api<Pod>,
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// The container instance (container ID) this tail reads.
+    pub instance: String,
+    /// Keep streaming after the history (the container runs and the query follows).
+    pub follow: bool,
+    /// Read the previous instance.
+    pub previous: bool,
+    /// History length, `None` for all.
+    pub tail_lines: Option<i64>,
+    /// Where history starts.
+    pub since: Option<Since>,
+    /// Line cap in bytes.
+    pub max_line_bytes: usize,
+    /// Set when this instance replaced another one: how the old one ended.
+    pub restarted: Option<String>,
+    /// First and longest delay between attempts to reopen the stream.
+    pub backoff: (Duration, Duration),
+}
+
+/// The consumer went away; the tail stops.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+/// Why a request for the log failed, as far as retrying goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// 403: no retry will help.
+    Forbidden(String),
+    /// 404: the pod is gone.
+    Gone,
+    /// 400 and other refusals: the container cannot be read now.
+    Refused(String),
+    /// Worth retrying, no sooner than `retry_after` when the server said so.
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+fn classify(err: &kube::Error) -> Failure {
+    match err {
+        kube::Error::Api(status) => match status.code {
+            403 => Failure::Forbidden(status.message.clone()),
+            404 => Failure::Gone,
+            429 | 500..=599 => Failure::Transient {
+                message: status.message.clone(),
+                retry_after: status
+                    .details
+                    .as_ref()
+                    .map(|d| d.retry_after_seconds)
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(u64::from(s))),
+            },
+            _ => Failure::Refused(status.message.clone()),
+        },
+        other => Failure::Transient {
+            message: other.to_string(),
+            retry_after: None,
+        },
+    }
+}
+
+/// What the cursor says about an incoming line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Seen before (or before the start time): drop it.
+    Skip,
+    /// New: emit it.
+    Emit,
+    /// New, but the reopened stream did not give back the last line seen before: lines
+    /// between `from` and this one may be missing.
+    EmitAfterGap {
+        /// Time of the last line seen before the stream was reopened.
+        from: DateTime<Utc>,
+    },
+}
+
+/// Where a tail is in its container's log, to resume without duplicates.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cursor {
+    /// Time of the last line emitted.
+    last: Option<DateTime<Utc>>,
+    /// How many lines were emitted at exactly `last`.
+    seen_at_last: usize,
+    /// Lines before this time are dropped (`sinceTime` goes to the server in whole seconds).
+    not_before: Option<DateTime<Utc>>,
+    /// Set while a reopened stream replays what was already seen.
+    replay: Option<Replay>,
+}
+
+#[derive(Debug, Clone)]
+struct Replay {
+    until: DateTime<Utc>,
+    skip_at_until: usize,
+    skipped_at_until: usize,
+    overlapped: bool,
+}
+
+impl Cursor {
+    /// A cursor that drops lines older than `not_before`.
+    pub(crate) fn new(not_before: Option<DateTime<Utc>>) -> Self {
+        Cursor {
+            not_before,
+            ..Default::default()
+        }
+    }
+
+    /// Time of the last line emitted.
+    pub(crate) fn last(&self) -> Option<DateTime<Utc>> {
+        self.last
+    }
+
+    /// The stream is being reopened from the whole second of the last line.
+    pub(crate) fn resume(&mut self) {
+        self.replay = self.last.map(|until| Replay {
+            until,
+            skip_at_until: self.seen_at_last,
+            skipped_at_until: 0,
+            overlapped: false,
+        });
+    }
+
+    /// Decides about a line stamped `time`.
+    pub(crate) fn accept(&mut self, time: DateTime<Utc>) -> Verdict {
+        if self.not_before.is_some_and(|nb| time < nb) {
+            return Verdict::Skip;
+        }
+        let mut verdict = Verdict::Emit;
+        if let Some(replay) = &mut self.replay {
+            if time < replay.until {
+                replay.overlapped = true;
+                return Verdict::Skip;
+            }
+            if time == replay.until && replay.skipped_at_until < replay.skip_at_until {
+                replay.skipped_at_until += 1;
+                replay.overlapped = true;
+                return Verdict::Skip;
+            }
+            if !replay.overlapped {
+                verdict = Verdict::EmitAfterGap { from: replay.until };
+            }
+            self.replay = None;
+        }
+        if self.last == Some(time) {
+            self.seen_at_last += 1;
+        } else {
+            self.last = Some(time);
+            self.seen_at_last = 1;
+        }
+        verdict
+    }
+}
+
+/// How reading one opened stream ended.
+enum ReadEnd {
+    /// The server ended the stream cleanly.
+    Ended,
+    /// Reading failed midway.
+    Failed(String),
+    /// The pod went away and the grace time is over.
+    Stopped,
+}
+
+/// Runs one tail until its container is done, its pod is gone or the consumer goes away.
+///
+/// `stop` turns true when the pod is deleted; `after` resolves when the tail of the previous
+/// instance of this container has finished, so the old lines come out before the new ones.
+pub(crate) async fn run(
+    spec: TailSpec,
+    tx: mpsc::Sender<TailMsg>,
+    mut stop: watch::Receiver<bool>,
+    after: Option<oneshot::Receiver<()>>,
+) -> Result<(), Closed> {
+    if let Some(after) = after {
+        let _ = tokio::time::timeout(PREVIOUS_INSTANCE_WAIT, after).await;
+    }
+    let mut tail = Tail {
+        cursor: Cursor::new(since_floor(&spec)),
+        spec,
+        tx,
+        started: false,
+    };
+    if let Some(message) = tail.spec.restarted.clone() {
+        tail.status(EventKind::Restarted, message).await?;
+    }
+
+    let skip_history = tail.spec.follow && tail.spec.tail_lines == Some(0);
+    if !skip_history && tail.history(&mut stop).await? == Flow::Done {
+        return Ok(());
+    }
+    tail.tx
+        .send(TailMsg::HistoryDone)
+        .await
+        .map_err(|_| Closed)?;
+    if tail.spec.follow && !tail.spec.previous {
+        tail.follow(&mut stop, skip_history).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Done,
+}
+
+struct Tail {
+    spec: TailSpec,
+    tx: mpsc::Sender<TailMsg>,
+    cursor: Cursor,
+    started: bool,
+}
+
+impl Tail {
+    /// Reads the history without follow, resuming after a failure midway.
+    async fn history(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Flow, Closed> {
+        let mut backoff = Backoff::new(self.spec.backoff.0, self.spec.backoff.1);
+        let mut opened_before = false;
+        loop {
+            let params = if opened_before {
+                self.cursor.resume();
+                self.resume_params(false)
+            } else {
+                self.first_params(false)
+            };
+            let reader = match self.spec.api.log_stream(&self.spec.pod, &params).await {
+                Ok(reader) => reader,
+                Err(err) => {
+                    let failure = classify(&err);
+                    tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
+                        error = %err, "opening the log for history failed");
+                    match failure {
+                        Failure::Transient { retry_after, .. }
+                            if backoff.attempts() + 1 < HISTORY_ATTEMPTS =>
+                        {
+                            let delay = delay_for(&mut backoff, retry_after);
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        other => {
+                            self.report(other).await?;
+                            return Ok(Flow::Done);
+                        }
+                    }
+                }
+            };
+            self.opened(opened_before).await?;
+            opened_before = true;
+            match self.read(reader, stop).await? {
+                ReadEnd::Ended => return Ok(Flow::Continue),
+                ReadEnd::Stopped => return Ok(Flow::Done),
+                ReadEnd::Failed(message) => {
+                    tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
+                        error = %message, "reading history failed; reopening");
+                    if backoff.attempts() + 1 >= HISTORY_ATTEMPTS {
+                        self.status(
+                            EventKind::Error,
+                            format!("reading the log failed: {message}"),
+                        )
+                        .await?;
+                        return Ok(Flow::Done);
+                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Follows the live log until the container stops or the pod goes.
+    async fn follow(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        skipped_history: bool,
+    ) -> Result<(), Closed> {
+        let mut backoff = Backoff::new(self.spec.backoff.0, self.spec.backoff.1);
+        let mut first = true;
+        let mut failing = false;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let params = if first && skipped_history {
+                self.first_params(true)
+            } else {
+                self.cursor.resume();
+                self.resume_params(true)
+            };
+            let reader = match self.spec.api.log_stream(&self.spec.pod, &params).await {
+                Ok(reader) => reader,
+                Err(err) => {
+                    tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
+                        error = %err, "opening the log stream failed");
+                    match classify(&err) {
+                        Failure::Transient {
+                            message,
+                            retry_after,
+                        } => {
+                            if !failing {
+                                failing = true;
+                                self.status(
+                                    EventKind::Error,
+                                    format!("log stream failed, retrying: {message}"),
+                                )
+                                .await?;
+                            }
+                            let delay = delay_for(&mut backoff, retry_after);
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        Failure::Refused(_) if !first => {
+                            // The container stopped between the end of the stream and now.
+                            return self.finish().await;
+                        }
+                        other => return self.report(other).await,
+                    }
+                }
+            };
+            if first && skipped_history {
+                self.opened(false).await?;
+            } else if !first || failing {
+                self.opened(true).await?;
+            }
+            first = false;
+            failing = false;
+
+            let opened_at = Instant::now();
+            let end = self.read(reader, stop).await?;
+            if opened_at.elapsed() > self.spec.backoff.1 {
+                backoff.reset();
+            }
+            match end {
+                ReadEnd::Stopped => return Ok(()),
+                ReadEnd::Failed(message) => {
+                    tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
+                        error = %message, "log stream broke; reopening");
+                }
+                ReadEnd::Ended => match self.still_running().await {
+                    Running::Yes => {}
+                    Running::No => return self.finish().await,
+                    Running::Replaced => return Ok(()),
+                },
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Reads one opened stream to its end, sending every new line.
+    async fn read(
+        &mut self,
+        reader: impl AsyncBufRead + Unpin,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<ReadEnd, Closed> {
+        let mut reader = reader;
+        let mut splitter = LineSplitter::new(self.spec.max_line_bytes);
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let chunk = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, next_chunk(&mut reader)).await {
+                        Ok(chunk) => chunk,
+                        Err(_) => return Ok(ReadEnd::Stopped),
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        chunk = next_chunk(&mut reader) => chunk,
+                        () = stopped(stop) => {
+                            deadline = Some(Instant::now() + STOP_GRACE);
+                            continue;
+                        }
+                    }
+                }
+            };
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(err) => return Ok(ReadEnd::Failed(err.to_string())),
+            };
+            if chunk.is_empty() {
+                if let Some(last) = splitter.finish() {
+                    self.line(&last.bytes, last.truncated).await?;
+                }
+                return Ok(if deadline.is_some() {
+                    ReadEnd::Stopped
+                } else {
+                    ReadEnd::Ended
+                });
+            }
+            let mut lines = Vec::new();
+            splitter.push(&chunk, |l| lines.push(l));
+            for l in lines {
+                self.line(&l.bytes, l.truncated).await?;
+            }
+        }
+    }
+
+    /// Sends one raw line if the cursor has not seen it.
+    async fn line(&mut self, raw: &[u8], truncated: bool) -> Result<(), Closed> {
+        let (time, content) = split_timestamp(raw);
+        let verdict = match time {
+            Some(time) => self.cursor.accept(time),
+            None => Verdict::Emit,
+        };
+        if verdict == Verdict::Skip {
+            return Ok(());
+        }
+        let time = time.unwrap_or_else(Utc::now);
+        if let Verdict::EmitAfterGap { from } = verdict {
+            let message = format!(
+                "lines between {} and {} may be missing",
+                crate::event::format_time(&from),
+                crate::event::format_time(&time)
+            );
+            self.status(EventKind::Gap, message).await?;
+        }
+        let (line, cut) = decode_capped(content, self.spec.max_line_bytes);
+        let ev = LogEvent::Log(LogLine {
+            time,
+            namespace: self.spec.namespace.clone(),
+            pod: self.spec.pod.clone(),
+            container: self.spec.container.clone(),
+            line,
+            truncated: truncated || cut,
+        });
+        self.tx.send(TailMsg::Event(ev)).await.map_err(|_| Closed)
+    }
+
+    /// The first request: history bounds from the query.
+    fn first_params(&self, follow: bool) -> LogParams {
+        let mut params = self.base_params(follow);
+        params.tail_lines = self.spec.tail_lines;
+        self.apply_since(&mut params);
+        params
+    }
+
+    /// A request that resumes after the last line seen.
+    fn resume_params(&self, follow: bool) -> LogParams {
+        let mut params = self.base_params(follow);
+        match self.cursor.last() {
+            Some(last) => params.since_time = whole_second(last),
+            // Nothing seen yet, and the log had nothing in range: same range, all of it.
+            None => self.apply_since(&mut params),
+        }
+        params
+    }
+
+    fn base_params(&self, follow: bool) -> LogParams {
+        LogParams {
+            container: Some(self.spec.container.clone()),
+            follow,
+            previous: self.spec.previous,
+            timestamps: true,
+            ..LogParams::default()
+        }
+    }
+
+    fn apply_since(&self, params: &mut LogParams) {
+        match self.spec.since {
+            Some(Since::Seconds(s)) => params.since_seconds = Some(s),
+            Some(Since::Time(t)) => params.since_time = whole_second(t),
+            None => {}
+        }
+    }
+
+    /// Tells the merge a stream opened: `started` the first time, `reconnected` after.
+    async fn opened(&mut self, again: bool) -> Result<(), Closed> {
+        if !self.started {
+            self.started = true;
+            return self.status(EventKind::Started, String::new()).await;
+        }
+        if again {
+            let message = match self.cursor.last() {
+                Some(last) => format!("resumed after {}", crate::event::format_time(&last)),
+                None => String::new(),
+            };
+            return self.status(EventKind::Reconnected, message).await;
+        }
+        Ok(())
+    }
+
+    /// Turns a failure that ends this tail into an event.
+    async fn report(&mut self, failure: Failure) -> Result<(), Closed> {
+        let message = match failure {
+            Failure::Gone => return Ok(()),
+            Failure::Forbidden(message) => {
+                tracing::warn!(pod = %self.spec.pod, container = %self.spec.container,
+                    %message, "reading the log is forbidden");
+                format!(
+                    "{message}; ask for get on pods/log in namespace {}",
+                    self.spec.namespace
+                )
+            }
+            Failure::Refused(message) => message,
+            Failure::Transient { message, .. } => format!("giving up on this container: {message}"),
+        };
+        self.status(EventKind::Error, message).await
+    }
+
+    /// The container stopped: says how.
+    async fn finish(&mut self) -> Result<(), Closed> {
+        let message = match self.spec.api.get(&self.spec.pod).await {
+            Ok(pod) => select::find(&pod, &self.spec.container)
+                .and_then(|s| s.termination)
+                .map(|t| t.describe())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        self.status(EventKind::Ended, message).await
+    }
+
+    /// Whether this tail's instance still runs, after its stream ended.
+    async fn still_running(&self) -> Running {
+        match self.spec.api.get(&self.spec.pod).await {
+            Ok(pod) => match select::find(&pod, &self.spec.container) {
+                Some(s) if s.instance.as_deref() == Some(self.spec.instance.as_str()) => {
+                    if s.running { Running::Yes } else { Running::No }
+                }
+                Some(s) if s.instance.is_some() => Running::Replaced,
+                _ => Running::No,
+            },
+            Err(err) => match classify(&err) {
+                Failure::Gone => Running::Replaced,
+                // Cannot tell: assume it runs, the next request will say.
+                _ => Running::Yes,
+            },
+        }
+    }
+
+    async fn status(&self, event: EventKind, message: String) -> Result<(), Closed> {
+        let ev = LogEvent::Event(StatusEvent {
+            time: Utc::now(),
+            namespace: self.spec.namespace.clone(),
+            pod: self.spec.pod.clone(),
+            container: Some(self.spec.container.clone()),
+            event,
+            message,
+        });
+        self.tx.send(TailMsg::Event(ev)).await.map_err(|_| Closed)
+    }
+}
+
+enum Running {
+    Yes,
+    No,
+    /// A new instance or no pod: someone else reports it.
+    Replaced,
+}
+
+fn delay_for(backoff: &mut Backoff, retry_after: Option<Duration>) -> Duration {
+    match retry_after {
+        Some(at_least) => backoff.next_delay_at_least(at_least),
+        None => backoff.next_delay(),
+    }
+}
+
+fn since_floor(spec: &TailSpec) -> Option<DateTime<Utc>> {
+    match spec.since {
+        Some(Since::Time(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// `time` cut down to its whole second, so that the client cannot round it up past lines.
+fn whole_second(time: DateTime<Utc>) -> Option<k8s_openapi::jiff::Timestamp> {
+    k8s_openapi::jiff::Timestamp::from_second(time.timestamp()).ok()
+}
+
+/// The next chunk of the body; empty at the end.
+async fn next_chunk(reader: &mut (impl AsyncBufRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let buf = reader.fill_buf().await?;
+    let chunk = buf.to_vec();
+    reader.consume_unpin(chunk.len());
+    Ok(chunk)
+}
+
+/// Resolves once the pod of this tail is deleted; never if nobody will say.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|deleted| *deleted).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(sec: u32, ms: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, sec).unwrap()
+            + chrono::Duration::milliseconds(i64::from(ms))
+    }
+
+    #[test]
+    fn resume_skips_lines_of_the_truncated_second_already_seen() {
+        let mut cursor = Cursor::new(None);
+        for t in [at(1, 100), at(1, 500), at(1, 500)] {
+            assert_eq!(cursor.accept(t), Verdict::Emit);
+        }
+        cursor.resume();
+        // The server replays the whole second 12:00:01.
+        assert_eq!(cursor.accept(at(1, 100)), Verdict::Skip);
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Skip);
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Skip);
+        assert_eq!(cursor.accept(at(1, 900)), Verdict::Emit);
+        assert_eq!(cursor.accept(at(2, 0)), Verdict::Emit);
+    }
+
+    #[test]
+    fn resume_keeps_new_lines_with_the_same_timestamp() {
+        let mut cursor = Cursor::new(None);
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Emit);
+        cursor.resume();
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Skip);
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Emit);
+    }
+
+    #[test]
+    fn resume_that_misses_the_last_line_reports_a_gap() {
+        let mut cursor = Cursor::new(None);
+        cursor.accept(at(1, 500));
+        cursor.resume();
+        assert_eq!(
+            cursor.accept(at(3, 0)),
+            Verdict::EmitAfterGap { from: at(1, 500) }
+        );
+        assert_eq!(cursor.accept(at(4, 0)), Verdict::Emit);
+    }
+
+    #[test]
+    fn lines_before_the_start_time_are_dropped() {
+        let mut cursor = Cursor::new(Some(at(1, 500)));
+        assert_eq!(cursor.accept(at(1, 0)), Verdict::Skip);
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Emit);
+    }
+
+    #[test]
+    fn resume_before_any_line_skips_nothing() {
+        let mut cursor = Cursor::new(None);
+        cursor.resume();
+        assert_eq!(cursor.accept(at(1, 0)), Verdict::Emit);
+    }
+
+    #[test]
+    fn whole_second_never_rounds_up() {
+        let t = whole_second(at(1, 999)).unwrap();
+        assert_eq!(t.to_string(), "2026-05-01T12:00:01Z");
+    }
+
+    #[test]
+    fn forbidden_and_throttled_answers_are_told_apart() {
+        let forbidden = kube::Error::Api(
+            kube::core::Status::failure("pods \"x\" is forbidden", "Forbidden")
+                .with_code(403)
+                .boxed(),
+        );
+        assert!(matches!(classify(&forbidden), Failure::Forbidden(_)));
+        let throttled: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "slow down", "reason": "TooManyRequests",
+            "details": {"retryAfterSeconds": 3}, "code": 429
+        }))
+        .unwrap();
+        assert_eq!(
+            classify(&kube::Error::Api(throttled.boxed())),
+            Failure::Transient {
+                message: "slow down".into(),
+                retry_after: Some(Duration::from_secs(3))
+            }
+        );
+    }
+}
