@@ -1,1 +1,126 @@
-fn main() {}
+//! `kubectl-aether`: the kubectl plugin that streams the merged logs of every pod of an app.
+//!
+//! Flags ([`cli`]) become a validated [`config::Config`]; [`logs`] picks where events come
+//! from and [`output`] prints them. The terminal lives here; the engine is `podlogs`.
+
+mod cli;
+mod config;
+mod direct;
+mod kubeconfig;
+mod logs;
+mod output;
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command, LogsArgs};
+use crate::config::{Config, Terminal};
+use crate::logs::Exit;
+
+/// Exit status for errors at run time.
+const EXIT_ERROR: u8 = 1;
+/// Exit status for bad flags (as clap uses).
+const EXIT_USAGE: u8 = 2;
+/// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Buffer for stdout; flushed whenever the stream is idle.
+const STDOUT_BUFFER: usize = 64 * 1024;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(EXIT_USAGE));
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!("kubectl-aether {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "kubectl-aether",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Logs(args) => run_async(|| logs_command(*args)),
+    }
+}
+
+fn run_async<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(f()),
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Parses, validates and runs `logs`.
+async fn logs_command(args: LogsArgs) -> ExitCode {
+    let terminal = Terminal {
+        stdout_is_tty: std::io::stdout().is_terminal(),
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    };
+    let config = match Config::from_args(&args, terminal) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_tracing(config.verbose);
+    run_logs(&config).await
+}
+
+/// Runs `logs` with stdout and stderr, and turns the result into an exit status.
+pub(crate) async fn run_logs(config: &Config) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(STDOUT_BUFFER, stdout.lock());
+    let mut status = std::io::stderr();
+    let result = logs::run(config, &mut out, &mut status).await;
+    let _ = out.flush();
+    match result {
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::StreamErrors) => ExitCode::from(EXIT_ERROR),
+        Ok(Exit::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
+        Err(err) => {
+            let _ = writeln!(status, "error: {err:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Diagnostics on stderr: nothing by default, more with each -v (`RUST_LOG` overrides).
+pub(crate) fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "error",
+        1 => "warn,podlogs=info,kubectl_aether=info",
+        2 => "warn,podlogs=debug,kubectl_aether=debug",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,57 @@
+//! The direct path: the engine runs in the plugin and reads the apiserver with the user's
+//! own credentials: [`events`].
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use podlogs::LogEvent;
+
+use crate::config::Config;
+use crate::kubeconfig;
+
+/// Connects, lists the pods and returns the merged events.
+pub async fn events(config: &Config) -> anyhow::Result<BoxStream<'static, LogEvent>> {
+    let (client, default_namespace) = kubeconfig::connect(&config.cluster).await?;
+    let query = config.query(&default_namespace);
+    tracing::info!(selector = %query.selector, namespaces = ?query.namespaces,
+        follow = query.follow, "reading logs directly from the apiserver");
+
+    let opening = podlogs::open(client, query);
+    let opened = match config.cluster.request_timeout {
+        Some(timeout) => tokio::time::timeout(timeout, opening)
+            .await
+            .with_context(|| {
+                format!(
+                    "the cluster did not answer within {}s; check that it is up, or raise \
+                 --request-timeout",
+                    timeout.as_secs()
+                )
+            })?,
+        None => opening.await,
+    };
+    match opened {
+        Ok(stream) => Ok(stream.boxed()),
+        Err(err) => Err(explain(err)),
+    }
+}
+
+/// Adds what to do to the engine's errors.
+fn explain(err: podlogs::Error) -> anyhow::Error {
+    match err {
+        podlogs::Error::NoPods { .. } => {
+            anyhow::anyhow!("{err}, or -A; with -f the command waits for pods to appear")
+        }
+        podlogs::Error::TooManyStreams { .. } => {
+            anyhow::anyhow!("{err} (--max-log-requests)")
+        }
+        podlogs::Error::Api(kube::Error::Api(status)) => anyhow::anyhow!(
+            "the apiserver refused to list pods: {}; check the selector and the namespace",
+            status.message
+        ),
+        podlogs::Error::Api(other) => anyhow::Error::new(other).context(
+            "cannot reach the cluster; check the kubeconfig context (--context) and that the \
+             cluster is up",
+        ),
+        forbidden @ podlogs::Error::Forbidden { .. } => anyhow::Error::new(forbidden),
+    }
+}
