@@ -1,0 +1,416 @@
+//! Container logs as a kubelet keeps them: one capped file per container instance that is
+//! rotated when full (reads never look at rotated files), the previous instance kept after a
+//! restart, and a ground-truth record of every line each instance wrote. Followers hold a
+//! [`Cursor`] and are woken when lines arrive or the instance ends.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+/// A line a container wrote, as recorded for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthLine {
+    /// The container instance that wrote it (`containerd://...`).
+    pub container_id: String,
+    /// When it was written.
+    pub time: DateTime<Utc>,
+    /// The line without its newline.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    time: DateTime<Utc>,
+    text: Box<str>,
+}
+
+/// One run of a container: its current file and the one rotated before it.
+#[derive(Debug)]
+struct Instance {
+    id: String,
+    generation: u64,
+    file: Vec<Line>,
+    file_bytes: usize,
+    rotated: Vec<Line>,
+    ended: bool,
+}
+
+impl Instance {
+    fn new(id: String) -> Self {
+        Instance {
+            id,
+            generation: 0,
+            file: Vec::new(),
+            file_bytes: 0,
+            rotated: Vec::new(),
+            ended: false,
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.rotated = std::mem::take(&mut self.file);
+        self.file_bytes = 0;
+        self.generation += 1;
+    }
+}
+
+/// Where a reader is: which instance, which file generation, which line in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The instance's container ID.
+    pub id: String,
+    generation: u64,
+    index: usize,
+}
+
+/// What a read found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Lines were appended to the output.
+    Data,
+    /// Nothing new yet; the instance still runs.
+    Pending,
+    /// Everything was read and the instance has ended.
+    Ended,
+}
+
+/// How lines are rendered for a reader.
+#[derive(Debug, Clone, Default)]
+pub struct Render {
+    /// Prefix each line with its RFC 3339 time with nine fraction digits.
+    pub timestamps: bool,
+    /// Skip lines before this time.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Render {
+    fn push(&self, line: &Line, out: &mut Vec<u8>) -> bool {
+        if self.since.is_some_and(|s| line.time < s) {
+            return false;
+        }
+        if self.timestamps {
+            out.extend_from_slice(format_time(line.time).as_bytes());
+            out.push(b' ');
+        }
+        out.extend_from_slice(line.text.as_bytes());
+        out.push(b'\n');
+        true
+    }
+}
+
+/// Formats a time the way the kubelet prefixes log lines: UTC, nine fraction digits.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+#[derive(Debug)]
+struct State {
+    current: Option<Instance>,
+    previous: Option<Instance>,
+    truth: VecDeque<TruthLine>,
+    truth_cap: usize,
+    max_bytes: usize,
+}
+
+/// The logs of one container across its instances.
+#[derive(Debug)]
+pub struct LogBox {
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+impl LogBox {
+    /// An empty log box rotating at `max_bytes` and keeping at most `truth_cap` truth lines.
+    pub fn new(max_bytes: usize, truth_cap: usize) -> Self {
+        LogBox {
+            state: Mutex::new(State {
+                current: None,
+                previous: None,
+                truth: VecDeque::new(),
+                truth_cap,
+                max_bytes: max_bytes.max(1),
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a new instance; the current one ends and becomes the previous one.
+    pub fn start_instance(&self, id: &str) {
+        let mut state = self.lock();
+        if let Some(mut old) = state.current.take() {
+            old.ended = true;
+            state.previous = Some(old);
+        }
+        state.current = Some(Instance::new(id.to_string()));
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    /// Installs an already ended instance as the previous one (history before start).
+    pub fn set_previous(&self, id: &str, lines: &[(DateTime<Utc>, String)]) {
+        let mut instance = Instance::new(id.to_string());
+        instance.ended = true;
+        let mut state = self.lock();
+        for (time, text) in lines {
+            Self::append(&mut state, &mut instance, *time, text);
+        }
+        state.previous = Some(instance);
+    }
+
+    /// Ends the current instance: followers drain what is left and finish.
+    pub fn end_instance(&self) {
+        let mut state = self.lock();
+        if let Some(current) = state.current.as_mut() {
+            current.ended = true;
+        }
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    /// Appends lines to the current instance; lines are dropped when there is none.
+    pub fn write(&self, lines: &[(DateTime<Utc>, String)]) {
+        let mut state = self.lock();
+        let Some(mut current) = state.current.take() else {
+            return;
+        };
+        for (time, text) in lines {
+            Self::append(&mut state, &mut current, *time, text);
+        }
+        state.current = Some(current);
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    fn append(state: &mut State, instance: &mut Instance, time: DateTime<Utc>, text: &str) {
+        let size = text.len() + 1;
+        if instance.file_bytes + size > state.max_bytes && !instance.file.is_empty() {
+            instance.rotate();
+        }
+        instance.file.push(Line {
+            time,
+            text: text.into(),
+        });
+        instance.file_bytes += size;
+        if state.truth_cap > 0 {
+            if state.truth.len() >= state.truth_cap {
+                state.truth.pop_front();
+            }
+            state.truth.push_back(TruthLine {
+                container_id: instance.id.clone(),
+                time,
+                text: text.to_string(),
+            });
+        }
+    }
+
+    /// Rotates the current instance's file.
+    pub fn rotate(&self) {
+        let mut state = self.lock();
+        if let Some(current) = state.current.as_mut() {
+            current.rotate();
+        }
+        drop(state);
+        self.notify.notify_waiters();
+    }
+
+    /// Every line recorded, oldest first.
+    pub fn truth(&self) -> Vec<TruthLine> {
+        self.lock().truth.iter().cloned().collect()
+    }
+
+    /// The container IDs of the current and previous instances.
+    pub fn instance_ids(&self) -> (Option<String>, Option<String>) {
+        let state = self.lock();
+        (
+            state.current.as_ref().map(|i| i.id.clone()),
+            state.previous.as_ref().map(|i| i.id.clone()),
+        )
+    }
+
+    /// Opens the instance `id` for reading: renders the initial lines (the last `tail` of the
+    /// current file, when given) into `out` and returns the cursor after them. `None` when the
+    /// instance is no longer kept.
+    pub fn open(
+        &self,
+        id: &str,
+        tail: Option<usize>,
+        render: &Render,
+        out: &mut Vec<u8>,
+    ) -> Option<Cursor> {
+        let state = self.lock();
+        let instance = [state.current.as_ref(), state.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|i| i.id == id)?;
+        let start = match tail {
+            Some(n) => instance.file.len().saturating_sub(n),
+            None => 0,
+        };
+        for line in &instance.file[start..] {
+            render.push(line, out);
+        }
+        Some(Cursor {
+            id: id.to_string(),
+            generation: instance.generation,
+            index: instance.file.len(),
+        })
+    }
+
+    /// Renders up to about `max` bytes of lines after `cursor` into `out`.
+    pub fn read(
+        &self,
+        cursor: &mut Cursor,
+        render: &Render,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> ReadStatus {
+        let state = self.lock();
+        let Some(instance) = [state.current.as_ref(), state.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|i| i.id == cursor.id)
+        else {
+            return ReadStatus::Ended;
+        };
+        let before = out.len();
+
+        // A follower of the file that was rotated away finishes it, then moves on.
+        if cursor.generation + 1 == instance.generation {
+            while cursor.index < instance.rotated.len() && out.len() - before < max {
+                render.push(&instance.rotated[cursor.index], out);
+                cursor.index += 1;
+            }
+            if cursor.index < instance.rotated.len() {
+                return ReadStatus::Data;
+            }
+            cursor.generation = instance.generation;
+            cursor.index = 0;
+        } else if cursor.generation != instance.generation {
+            cursor.generation = instance.generation;
+            cursor.index = 0;
+        }
+
+        while cursor.index < instance.file.len() && out.len() - before < max {
+            render.push(&instance.file[cursor.index], out);
+            cursor.index += 1;
+        }
+        if out.len() > before {
+            ReadStatus::Data
+        } else if cursor.index < instance.file.len() {
+            // Lines were skipped by `since`; more remain.
+            ReadStatus::Data
+        } else if instance.ended {
+            ReadStatus::Ended
+        } else {
+            ReadStatus::Pending
+        }
+    }
+
+    /// Waits until lines arrive or the instance changes. Call [`LogBox::armed`] before
+    /// reading so that no wake-up between the read and the wait is lost.
+    pub fn armed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.notify.notified());
+        notified.as_mut().enable();
+        notified
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 120_000_000)
+            .single()
+            .expect("valid time")
+    }
+
+    fn lines(texts: &[&str]) -> Vec<(DateTime<Utc>, String)> {
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (t(i as i64), s.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn timestamps_have_nine_fraction_digits() {
+        assert_eq!(format_time(t(0)), "2027-01-15T08:00:00.120000000Z");
+    }
+
+    #[test]
+    fn tail_reads_only_the_current_file() {
+        let logs = LogBox::new(7, 100);
+        logs.start_instance("c1");
+        logs.write(&lines(&["aaaa", "bbbb", "cccc", "dddd"]));
+        let mut out = Vec::new();
+        logs.open("c1", Some(10), &Render::default(), &mut out)
+            .expect("open");
+        assert_eq!(String::from_utf8_lossy(&out), "dddd\n");
+        assert_eq!(logs.truth().len(), 4);
+    }
+
+    #[test]
+    fn since_skips_older_lines() {
+        let logs = LogBox::new(1000, 100);
+        logs.start_instance("c1");
+        logs.write(&lines(&["a", "b", "c"]));
+        let mut out = Vec::new();
+        let render = Render {
+            timestamps: false,
+            since: Some(t(1)),
+        };
+        logs.open("c1", None, &render, &mut out).expect("open");
+        assert_eq!(String::from_utf8_lossy(&out), "b\nc\n");
+    }
+
+    #[test]
+    fn follower_reads_the_rest_of_a_rotated_file_then_the_new_one() {
+        let logs = LogBox::new(1000, 100);
+        logs.start_instance("c1");
+        logs.write(&lines(&["a"]));
+        let mut out = Vec::new();
+        let mut cursor = logs
+            .open("c1", None, &Render::default(), &mut out)
+            .expect("open");
+        logs.write(&lines(&["b"]));
+        logs.rotate();
+        logs.write(&lines(&["c"]));
+        let status = logs.read(&mut cursor, &Render::default(), &mut out, 1 << 20);
+        assert_eq!(status, ReadStatus::Data);
+        logs.read(&mut cursor, &Render::default(), &mut out, 1 << 20);
+        assert_eq!(String::from_utf8_lossy(&out), "a\nb\nc\n");
+    }
+
+    #[test]
+    fn a_restart_ends_the_old_instance_and_keeps_it_as_previous() {
+        let logs = LogBox::new(1000, 100);
+        logs.start_instance("c1");
+        logs.write(&lines(&["old"]));
+        let mut out = Vec::new();
+        let mut cursor = logs
+            .open("c1", None, &Render::default(), &mut out)
+            .expect("open");
+        logs.start_instance("c2");
+        logs.write(&lines(&["new"]));
+        assert_eq!(
+            logs.read(&mut cursor, &Render::default(), &mut out, 100),
+            ReadStatus::Ended
+        );
+        let mut prev = Vec::new();
+        logs.open("c1", None, &Render::default(), &mut prev)
+            .expect("previous kept");
+        assert_eq!(prev, b"old\n");
+        let truth: Vec<_> = logs.truth().into_iter().map(|l| l.container_id).collect();
+        assert_eq!(truth, ["c1", "c2"]);
+    }
+}

@@ -1,0 +1,730 @@
+//! The two streaming endpoints: pod logs (PodLogOptions, kubelet container checks, chunks
+//! split mid-line and mid-character, follow, limitBytes, cuts) and pod watches
+//! (resourceVersion, bookmarks, timeoutSeconds, Expired, cuts).
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::SinkExt;
+use futures::channel::mpsc;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::cluster::{CState, ContainerRec, WatchEvent};
+use crate::http::{ApiError, Body, Ctx, Query, full};
+use crate::logs::{Cursor, LogBox, ReadStatus, Render};
+use crate::objects;
+use crate::scenario::{ContainerKind, Cut, CutMode};
+use crate::select::{FieldSelector, LabelSelector};
+
+type Tx = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
+
+fn channel_body() -> (Tx, Body) {
+    let (tx, rx) = mpsc::channel(8);
+    (tx, StreamBody::new(rx).boxed_unsync())
+}
+
+fn streaming_response(content_type: &'static str, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// Validated PodLogOptions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LogOptions {
+    pub container: String,
+    pub follow: bool,
+    pub previous: bool,
+    pub timestamps: bool,
+    pub since: Option<DateTime<Utc>>,
+    pub tail_lines: Option<usize>,
+    pub limit_bytes: Option<usize>,
+}
+
+/// Parses and validates PodLogOptions: 400 for values that do not parse, 422 for values the
+/// validation rejects.
+pub(crate) fn log_options(pod: &str, query: &Query) -> Result<LogOptions, ApiError> {
+    let follow = query.bool("follow")?;
+    let previous = query.bool("previous")?;
+    let timestamps = query.bool("timestamps")?;
+    query.bool("insecureSkipTLSVerifyBackend")?;
+    let since_seconds = query.int("sinceSeconds")?;
+    let since_time = query.time("sinceTime")?;
+    let tail_lines = query.int("tailLines")?;
+    let limit_bytes = query.int("limitBytes")?;
+
+    let mut errors: Vec<(String, String)> = Vec::new();
+    if let Some(n) = tail_lines
+        && n < 0
+    {
+        errors.push((
+            "tailLines".into(),
+            format!("Invalid value: {n}: must be greater than or equal to 0"),
+        ));
+    }
+    if let Some(n) = limit_bytes
+        && n < 1
+    {
+        errors.push((
+            "limitBytes".into(),
+            format!("Invalid value: {n}: must be greater than 0"),
+        ));
+    }
+    if since_seconds.is_some() && since_time.is_some() {
+        errors.push((
+            "".into(),
+            "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified".into(),
+        ));
+    }
+    if let Some(n) = since_seconds
+        && n < 1
+    {
+        errors.push((
+            "sinceSeconds".into(),
+            format!("Invalid value: {n}: must be greater than 0"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(invalid(pod, &errors));
+    }
+
+    let since = match (since_seconds, since_time) {
+        (Some(secs), _) => Some(Utc::now() - chrono::Duration::seconds(secs)),
+        // The apiserver passes sinceTime on to the kubelet in whole seconds.
+        (None, Some(t)) => Some(t.trunc_subsecs(0)),
+        (None, None) => None,
+    };
+    Ok(LogOptions {
+        container: query.get("container").unwrap_or("").to_string(),
+        follow,
+        previous,
+        timestamps,
+        since,
+        tail_lines: tail_lines.map(|n| n as usize),
+        limit_bytes: limit_bytes.map(|n| n as usize),
+    })
+}
+
+fn invalid(pod: &str, errors: &[(String, String)]) -> ApiError {
+    let rendered: Vec<String> = errors
+        .iter()
+        .map(|(field, msg)| {
+            if field.is_empty() {
+                format!("[]: {msg}")
+            } else {
+                format!("{field}: {msg}")
+            }
+        })
+        .collect();
+    let joined = if rendered.len() == 1 {
+        rendered[0].clone()
+    } else {
+        format!("[{}]", rendered.join(", "))
+    };
+    let causes: Vec<Value> = errors
+        .iter()
+        .map(|(field, msg)| {
+            let reason = if msg.starts_with("Forbidden") { "FieldValueForbidden" } else { "FieldValueInvalid" };
+            json!({"reason": reason, "message": msg, "field": if field.is_empty() { "[]" } else { field.as_str() }})
+        })
+        .collect();
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("PodLogOptions \"{pod}\" is invalid: {joined}"),
+        details: Some(json!({"name": pod, "kind": "PodLogOptions", "causes": causes})),
+    }
+}
+
+/// A kubelet refusal: 400 BadRequest carrying the kubelet's text.
+fn kubelet_refusal(pod: &str, message: String) -> ApiError {
+    ApiError {
+        code: 400,
+        reason: "BadRequest",
+        message,
+        details: Some(json!({"name": pod, "kind": "pods/log"})),
+    }
+    .without_details()
+}
+
+impl ApiError {
+    fn without_details(mut self) -> Self {
+        self.details = None;
+        self
+    }
+}
+
+/// Picks the container instance to read, like the apiserver and then the kubelet do.
+fn choose_instance(
+    pod: &crate::cluster::PodRec,
+    opts: &LogOptions,
+) -> Result<(String, String), ApiError> {
+    let name = if opts.container.is_empty() {
+        let regular: Vec<&ContainerRec> = pod
+            .containers
+            .iter()
+            .filter(|c| c.kind == ContainerKind::Regular)
+            .collect();
+        match regular.as_slice() {
+            [only] => only.name.clone(),
+            [] => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {}",
+                    pod.name
+                )));
+            }
+            _ => {
+                let names = |kind| {
+                    pod.containers
+                        .iter()
+                        .filter(|c| c.kind == kind)
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                let mut message = format!(
+                    "a container name must be specified for pod {}, choose one of: [{}]",
+                    pod.name,
+                    names(ContainerKind::Regular)
+                );
+                let init = names(ContainerKind::Init);
+                if !init.is_empty() {
+                    message.push_str(&format!(" or one of the init containers: [{init}]"));
+                }
+                return Err(ApiError::bad_request(message));
+            }
+        }
+    } else {
+        if pod.container(&opts.container).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "container {} is not valid for pod {}",
+                opts.container, pod.name
+            )));
+        }
+        opts.container.clone()
+    };
+    Ok((name, String::new()))
+}
+
+fn kubelet_container_id(pod: &str, c: &ContainerRec, previous: bool) -> Result<String, ApiError> {
+    let name = &c.name;
+    let last = c.last.as_ref().filter(|t| !t.id.is_empty());
+    if previous {
+        return last.map(|t| t.id.clone()).ok_or_else(|| {
+            kubelet_refusal(
+                pod,
+                format!("previous terminated container \"{name}\" in pod \"{pod}\" not found"),
+            )
+        });
+    }
+    match &c.state {
+        CState::Running { .. } => Ok(c.id.clone()),
+        CState::Terminated(t) if !t.id.is_empty() => Ok(t.id.clone()),
+        CState::Terminated(_) => last.map(|t| t.id.clone()).ok_or_else(|| {
+            kubelet_refusal(
+                pod,
+                format!("container \"{name}\" in pod \"{pod}\" is terminated"),
+            )
+        }),
+        CState::Waiting { reason } => match last {
+            Some(t) => Ok(t.id.clone()),
+            None => {
+                let why = match reason.as_str() {
+                    "ErrImagePull" => "image can't be pulled".to_string(),
+                    "ImagePullBackOff" => "trying and failing to pull image".to_string(),
+                    other => other.to_string(),
+                };
+                Err(kubelet_refusal(
+                    pod,
+                    format!("container \"{name}\" in pod \"{pod}\" is waiting to start: {why}"),
+                ))
+            }
+        },
+    }
+}
+
+/// `GET /api/v1/namespaces/{ns}/pods/{name}/log`, after authorization.
+pub(crate) fn pod_logs(
+    ctx: &Arc<Ctx>,
+    ns: &str,
+    name: &str,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let opts = log_options(name, query)?;
+    let (logs, id, container) = {
+        let state = ctx.cluster.state();
+        let pod = state
+            .pods
+            .get(&(ns.to_string(), name.to_string()))
+            .ok_or_else(|| ApiError::not_found("pods", name))?;
+        let (container, _) = choose_instance(pod, &opts)?;
+        if pod.node.is_none() {
+            let mut resp = Response::new(full(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(resp);
+        }
+        let c = pod.container(&container).ok_or_else(|| {
+            kubelet_refusal(
+                name,
+                format!("container \"{container}\" in pod \"{name}\" is not available"),
+            )
+        })?;
+        let id = kubelet_container_id(name, c, opts.previous)?;
+        (c.logs.clone(), id, container)
+    };
+
+    let render = Render {
+        timestamps: opts.timestamps,
+        since: opts.since,
+    };
+    let mut first = Vec::new();
+    let cursor = logs
+        .open(&id, opts.tail_lines, &render, &mut first)
+        .ok_or_else(|| {
+            kubelet_refusal(
+                name,
+                format!("container \"{container}\" in pod \"{name}\" is not available"),
+            )
+        })?;
+    tracing::debug!(namespace = %ns, pod = %name, container = %container, follow = opts.follow, "log stream");
+
+    let (tx, body) = channel_body();
+    let job = LogStream {
+        ctx: ctx.clone(),
+        logs,
+        cursor,
+        render,
+        follow: opts.follow,
+        remaining: opts.limit_bytes,
+        target: (ns.to_string(), name.to_string(), container),
+        tx,
+    };
+    tokio::spawn(job.run(first));
+    Ok(streaming_response("text/plain", body))
+}
+
+struct LogStream {
+    ctx: Arc<Ctx>,
+    logs: Arc<LogBox>,
+    cursor: Cursor,
+    render: Render,
+    follow: bool,
+    remaining: Option<usize>,
+    target: (String, String, String),
+    tx: Tx,
+}
+
+enum Next {
+    Woken,
+    Cut(Result<Cut, RecvError>),
+    Shutdown,
+}
+
+fn cut_applies(cut: &Cut, ns: &str, pod: &str, container: Option<&str>) -> bool {
+    cut.namespace.as_deref().is_none_or(|n| n == ns)
+        && cut.pod.as_deref().is_none_or(|p| p == pod)
+        && cut
+            .container
+            .as_deref()
+            .is_none_or(|c| container.is_none_or(|mine| mine == c))
+}
+
+/// Splits a piece of output into two chunks: inside the first multi-byte character when
+/// there is one, otherwise inside the first line.
+pub(crate) fn split_point(data: &[u8]) -> Option<usize> {
+    if data.len() < 2 {
+        return None;
+    }
+    if let Some(i) = data.iter().position(|b| *b >= 0xC0) {
+        return Some(i + 1);
+    }
+    let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
+    Some((line_end / 2).max(1))
+}
+
+impl LogStream {
+    async fn send(&mut self, mut data: Vec<u8>) -> bool {
+        if let Some(left) = self.remaining.as_mut() {
+            if data.len() >= *left {
+                data.truncate(*left);
+                *left = 0;
+            } else {
+                *left -= data.len();
+            }
+        }
+        if data.is_empty() {
+            return true;
+        }
+        let data = Bytes::from(data);
+        let pieces = match split_point(&data) {
+            Some(at) => vec![data.slice(..at), data.slice(at..)],
+            None => vec![data],
+        };
+        for piece in pieces {
+            if self.tx.send(Ok(Frame::data(piece))).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    async fn run(mut self, first: Vec<u8>) {
+        let mut cuts = self.ctx.cluster.log_cuts.subscribe();
+        let mut shutdown = self.ctx.shutdown.clone();
+        if !self.send(first).await || self.limit_reached() || !self.follow {
+            // Not following: the first read is the whole answer, unless more arrived since
+            // `open`; the kubelet reads the file to its end.
+            if !self.follow && !self.limit_reached() {
+                let mut rest = Vec::new();
+                while self
+                    .logs
+                    .read(&mut self.cursor, &self.render, &mut rest, 64 * 1024)
+                    == ReadStatus::Data
+                {}
+                self.send(rest).await;
+            }
+            return;
+        }
+        let (ns, pod, container) = self.target.clone();
+        let mut mid_line = false;
+        loop {
+            let logs = self.logs.clone();
+            let woken = logs.armed();
+            let mut out = Vec::new();
+            let status = self
+                .logs
+                .read(&mut self.cursor, &self.render, &mut out, 64 * 1024);
+            if mid_line && !out.is_empty() {
+                let end = out.iter().position(|b| *b == b'\n').unwrap_or(out.len());
+                out.truncate((end / 2).max(1));
+                self.send(out).await;
+                return;
+            }
+            if !out.is_empty() && (!self.send(out).await || self.limit_reached()) {
+                return;
+            }
+            match status {
+                ReadStatus::Ended => return,
+                ReadStatus::Data => continue,
+                ReadStatus::Pending => {}
+            }
+            let next = tokio::select! {
+                _ = woken => Next::Woken,
+                cut = cuts.recv() => Next::Cut(cut),
+                _ = shutdown.changed() => Next::Shutdown,
+            };
+            match next {
+                Next::Woken => {}
+                Next::Shutdown | Next::Cut(Err(RecvError::Closed)) => return,
+                Next::Cut(Err(RecvError::Lagged(_))) => {}
+                Next::Cut(Ok(cut)) if cut_applies(&cut, &ns, &pod, Some(&container)) => {
+                    match cut.mode {
+                        CutMode::Clean => return,
+                        CutMode::Reset => {
+                            let _ = self
+                                .tx
+                                .send(Err(io::Error::new(
+                                    io::ErrorKind::ConnectionReset,
+                                    "stream cut",
+                                )))
+                                .await;
+                            return;
+                        }
+                        CutMode::MidLine => mid_line = true,
+                    }
+                }
+                Next::Cut(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// `GET .../pods?watch=true`, after authorization.
+pub(crate) fn watch_pods(
+    ctx: &Arc<Ctx>,
+    ns: &str,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let timeout = query
+        .int("timeoutSeconds")?
+        .filter(|t| *t > 0)
+        .unwrap_or(1800) as u64;
+    let bookmarks = query.bool("allowWatchBookmarks")?;
+    let rv = match query.get("resourceVersion") {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{v}\"")))?,
+        ),
+    };
+    let matches = {
+        let ns = ns.to_string();
+        move |e: &WatchEvent| {
+            (ns.is_empty() || e.namespace == ns)
+                && labels.matches(&e.labels)
+                && fields.matches(&|f| e.fields.get(f).cloned().unwrap_or_default())
+        }
+    };
+
+    // Snapshot and subscribe under one lock so that no event falls between them.
+    let (initial, since, rx, expired) = {
+        let state = ctx.cluster.state();
+        let rx = ctx.cluster.watch_tx.subscribe();
+        let compacted = state.compacted_resource_version;
+        match rv {
+            Some(v) if v != 0 && v < compacted => (
+                Vec::new(),
+                v,
+                rx,
+                Some(format!("too old resource version: {v} ({compacted})")),
+            ),
+            Some(v) if v != 0 => {
+                let replay: Vec<Value> = state
+                    .history
+                    .iter()
+                    .filter(|e| e.resource_version > v && matches(e))
+                    .map(|e| json!({"type": e.kind, "object": e.object}))
+                    .collect();
+                (replay, state.resource_version.max(v), rx, None)
+            }
+            _ => {
+                let added: Vec<Value> = state
+                    .pods
+                    .values()
+                    .filter(|p| ns.is_empty() || p.namespace == ns)
+                    .map(|p| (p, objects::pod_json(p, ctx.cluster.start)))
+                    .filter(|(p, _)| {
+                        let probe = WatchEvent {
+                            resource_version: 0,
+                            kind: "ADDED",
+                            namespace: p.namespace.clone(),
+                            labels: p.labels.clone(),
+                            fields: crate::select::POD_FIELDS
+                                .iter()
+                                .map(|f| (*f, p.field(f)))
+                                .collect(),
+                            object: Value::Null,
+                        };
+                        matches(&probe)
+                    })
+                    .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                    .collect();
+                (added, state.resource_version, rx, None)
+            }
+        }
+    };
+
+    let (tx, body) = channel_body();
+    let job = WatchStream {
+        ctx: ctx.clone(),
+        ns: ns.to_string(),
+        rx,
+        tx,
+        since,
+        bookmarks,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+    };
+    tokio::spawn(job.run(initial, expired, matches));
+    Ok(streaming_response("application/json", body))
+}
+
+struct WatchStream {
+    ctx: Arc<Ctx>,
+    ns: String,
+    rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
+    tx: Tx,
+    since: u64,
+    bookmarks: bool,
+    deadline: tokio::time::Instant,
+}
+
+enum WatchNext {
+    Event(Result<Arc<WatchEvent>, RecvError>),
+    Cut(Result<Cut, RecvError>),
+    Bookmark,
+    Done,
+}
+
+impl WatchStream {
+    async fn line(&mut self, value: &Value) -> bool {
+        let mut text = serde_json::to_vec(value).unwrap_or_default();
+        text.push(b'\n');
+        self.tx
+            .send(Ok(Frame::data(Bytes::from(text))))
+            .await
+            .is_ok()
+    }
+
+    async fn run(
+        mut self,
+        initial: Vec<Value>,
+        expired: Option<String>,
+        matches: impl Fn(&WatchEvent) -> bool,
+    ) {
+        if let Some(message) = expired {
+            let status = objects::status(410, "Expired", &message, None);
+            self.line(&json!({"type": "ERROR", "object": status})).await;
+            return;
+        }
+        for event in initial {
+            if !self.line(&event).await {
+                return;
+            }
+        }
+        let mut cuts = self.ctx.cluster.watch_cuts.subscribe();
+        let mut shutdown = self.ctx.shutdown.clone();
+        let interval = self.ctx.bookmark_interval;
+        let mut bookmark =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut mid_line = false;
+        loop {
+            let deadline = self.deadline;
+            let next = tokio::select! {
+                event = self.rx.recv() => WatchNext::Event(event),
+                cut = cuts.recv() => WatchNext::Cut(cut),
+                _ = bookmark.tick(), if self.bookmarks => WatchNext::Bookmark,
+                _ = tokio::time::sleep_until(deadline) => WatchNext::Done,
+                _ = shutdown.changed() => WatchNext::Done,
+            };
+            match next {
+                WatchNext::Event(Ok(event)) => {
+                    if event.resource_version <= self.since || !matches(&event) {
+                        continue;
+                    }
+                    let value = json!({"type": event.kind, "object": event.object});
+                    if mid_line {
+                        let text = value.to_string();
+                        let half = Bytes::from(text.into_bytes());
+                        let cut = half.slice(..half.len() / 2);
+                        let _ = self.tx.send(Ok(Frame::data(cut))).await;
+                        return;
+                    }
+                    if !self.line(&value).await {
+                        return;
+                    }
+                }
+                // A watcher that falls behind is closed, like a slow watcher of the
+                // apiserver's cache; the client watches again from its last version.
+                WatchNext::Event(Err(_)) | WatchNext::Done => return,
+                WatchNext::Bookmark => {
+                    let rv = self.ctx.cluster.state().resource_version;
+                    let value = json!({"type": "BOOKMARK", "object": {
+                        "kind": "Pod", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": rv.to_string(), "creationTimestamp": null}}});
+                    if !self.line(&value).await {
+                        return;
+                    }
+                }
+                WatchNext::Cut(Ok(cut)) if cut_applies(&cut, &self.ns_or(&cut), "", None) => {
+                    match cut.mode {
+                        CutMode::Clean => return,
+                        CutMode::Reset => {
+                            let _ = self
+                                .tx
+                                .send(Err(io::Error::new(
+                                    io::ErrorKind::ConnectionReset,
+                                    "stream cut",
+                                )))
+                                .await;
+                            return;
+                        }
+                        CutMode::MidLine => mid_line = true,
+                    }
+                }
+                WatchNext::Cut(Err(RecvError::Closed)) => return,
+                WatchNext::Cut(_) => {}
+            }
+        }
+    }
+
+    /// The namespace a cut is compared with: an all-namespaces watch is hit by any cut.
+    fn ns_or(&self, cut: &Cut) -> String {
+        if self.ns.is_empty() {
+            cut.namespace.clone().unwrap_or_default()
+        } else {
+            self.ns.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse_query;
+
+    fn opts(q: &str) -> Result<LogOptions, ApiError> {
+        log_options("web-0", &Query(parse_query(q)))
+    }
+
+    #[test]
+    fn negative_tail_lines_is_invalid_with_the_apiserver_message() {
+        let e = opts("tailLines=-1").unwrap_err();
+        assert_eq!(e.code, 422);
+        assert_eq!(
+            e.message,
+            "PodLogOptions \"web-0\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+        );
+    }
+
+    #[test]
+    fn limit_bytes_and_since_seconds_must_be_positive() {
+        assert_eq!(opts("limitBytes=0").unwrap_err().code, 422);
+        assert_eq!(opts("sinceSeconds=0").unwrap_err().code, 422);
+    }
+
+    #[test]
+    fn since_seconds_with_since_time_is_forbidden() {
+        let e = opts("sinceSeconds=5&sinceTime=2026-05-01T12:00:00Z").unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(
+            e.message
+                .contains("at most one of `sinceTime` or `sinceSeconds`"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn since_time_is_truncated_to_the_second() {
+        let o = opts("sinceTime=2026-05-01T12:00:00.750000000Z").expect("valid");
+        assert_eq!(
+            o.since.map(|t| t.to_rfc3339()),
+            Some("2026-05-01T12:00:00+00:00".to_string())
+        );
+    }
+
+    #[test]
+    fn unparsable_values_are_bad_requests() {
+        assert_eq!(opts("tailLines=ten").unwrap_err().code, 400);
+        assert_eq!(opts("sinceTime=yesterday").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn chunks_split_inside_characters_and_lines() {
+        let text = "abc é\n".as_bytes();
+        let at = split_point(text).expect("split");
+        assert!(
+            std::str::from_utf8(&text[..at]).is_err(),
+            "split falls inside é"
+        );
+        assert_eq!(split_point(b"hello\nworld\n"), Some(2));
+    }
+}
