@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Stream the logs of every pod of an app, merged and tagged.
     Logs(Box<LogsArgs>),
+    /// Start a simulated cluster with a sample app and follow its logs (ends on Ctrl-C).
+    Demo(DemoArgs),
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -171,6 +173,18 @@ pub struct LogsArgs {
     pub verbose: u8,
 }
 
+/// `kubectl aether demo` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Extra `logs` flags, such as `-o json`.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "LOGS FLAGS"
+    )]
+    pub args: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +203,15 @@ mod tests {
             panic!("not logs")
         };
         assert_eq!(args.namespace, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn demo_passes_flags_through() {
+        let cli = Cli::try_parse_from(["kubectl-aether", "demo", "-o", "json"]).unwrap();
+        let Command::Demo(args) = cli.command else {
+            panic!("not demo")
+        };
+        assert_eq!(args.args, ["-o", "json"]);
     }
 
     #[test]

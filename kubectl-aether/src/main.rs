@@ -5,6 +5,7 @@
 
 mod cli;
 mod config;
+mod demo;
 mod direct;
 mod kubeconfig;
 mod logs;
@@ -20,9 +21,9 @@ use crate::config::{Config, Terminal};
 use crate::logs::Exit;
 
 /// Exit status for errors at run time.
-const EXIT_ERROR: u8 = 1;
+pub(crate) const EXIT_ERROR: u8 = 1;
 /// Exit status for bad flags (as clap uses).
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit status after Ctrl-C (128 + SIGINT, as shells report it).
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Logs(args) => run_async(|| logs_command(*args)),
+        Command::Demo(args) => run_async(|| demo::run(args.args, terminal())),
     }
 }
 
@@ -75,11 +77,7 @@ where
 
 /// Parses, validates and runs `logs`.
 async fn logs_command(args: LogsArgs) -> ExitCode {
-    let terminal = Terminal {
-        stdout_is_tty: std::io::stdout().is_terminal(),
-        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-    };
-    let config = match Config::from_args(&args, terminal) {
+    let config = match Config::from_args(&args, terminal()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");
@@ -87,11 +85,20 @@ async fn logs_command(args: LogsArgs) -> ExitCode {
         }
     };
     init_tracing(config.verbose);
-    run_logs(&config).await
+    run_logs(&config, false).await
 }
 
-/// Runs `logs` with stdout and stderr, and turns the result into an exit status.
-pub(crate) async fn run_logs(config: &Config) -> ExitCode {
+/// What the environment says about stdout.
+fn terminal() -> Terminal {
+    Terminal {
+        stdout_is_tty: std::io::stdout().is_terminal(),
+        no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    }
+}
+
+/// Runs `logs` with stdout and stderr, and turns the result into an exit status; Ctrl-C is
+/// a success when `interrupt_is_success` (the demo ends that way).
+pub(crate) async fn run_logs(config: &Config, interrupt_is_success: bool) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(STDOUT_BUFFER, stdout.lock());
     let mut status = std::io::stderr();
@@ -100,6 +107,7 @@ pub(crate) async fn run_logs(config: &Config) -> ExitCode {
     match result {
         Ok(Exit::Success) => ExitCode::SUCCESS,
         Ok(Exit::StreamErrors) => ExitCode::from(EXIT_ERROR),
+        Ok(Exit::Interrupted) if interrupt_is_success => ExitCode::SUCCESS,
         Ok(Exit::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(err) => {
             let _ = writeln!(status, "error: {err:#}");

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::event::{EventKind, LogEvent, LogLine, StatusEvent};
-use crate::lines::{LineSplitter, decode_capped, split_timestamp};
+use crate::lines::{LineSplitter, RawLine, decode_capped, split_timestamp};
 use crate::query::Since;
 use crate::select;
 
@@ -205,8 +205,8 @@ impl Cursor {
 
 /// How reading one opened stream ended.
 enum ReadEnd {
-    /// The server ended the stream cleanly.
-    Ended,
+    /// The server ended the stream cleanly; with the bytes after the last newline, if any.
+    Ended(Option<RawLine>),
     /// Reading failed midway.
     Failed(String),
     /// The pod went away and the grace time is over.
@@ -299,7 +299,13 @@ impl Tail {
             self.opened(opened_before).await?;
             opened_before = true;
             match self.read(reader, stop).await? {
-                ReadEnd::Ended => return Ok(Flow::Continue),
+                ReadEnd::Ended(rest) => {
+                    // Without follow the end is final: a last line without newline counts.
+                    if let Some(rest) = rest {
+                        self.line(&rest.bytes, rest.truncated).await?;
+                    }
+                    return Ok(Flow::Continue);
+                }
                 ReadEnd::Stopped => return Ok(Flow::Done),
                 ReadEnd::Failed(message) => {
                     tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
@@ -386,10 +392,21 @@ impl Tail {
                     tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
                         error = %message, "log stream broke; reopening");
                 }
-                ReadEnd::Ended => match self.still_running().await {
+                ReadEnd::Ended(rest) => match self.still_running().await {
+                    // A cut in the middle of a line: the reopened stream gives it whole.
                     Running::Yes => {}
-                    Running::No => return self.finish().await,
-                    Running::Replaced => return Ok(()),
+                    Running::No => {
+                        if let Some(rest) = rest {
+                            self.line(&rest.bytes, rest.truncated).await?;
+                        }
+                        return self.finish().await;
+                    }
+                    Running::Replaced => {
+                        if let Some(rest) = rest {
+                            self.line(&rest.bytes, rest.truncated).await?;
+                        }
+                        return Ok(());
+                    }
                 },
             }
             tokio::time::sleep(backoff.next_delay()).await;
@@ -428,14 +445,14 @@ impl Tail {
                 Err(err) => return Ok(ReadEnd::Failed(err.to_string())),
             };
             if chunk.is_empty() {
-                if let Some(last) = splitter.finish() {
-                    self.line(&last.bytes, last.truncated).await?;
+                let rest = splitter.finish();
+                if deadline.is_some() {
+                    if let Some(rest) = rest {
+                        self.line(&rest.bytes, rest.truncated).await?;
+                    }
+                    return Ok(ReadEnd::Stopped);
                 }
-                return Ok(if deadline.is_some() {
-                    ReadEnd::Stopped
-                } else {
-                    ReadEnd::Ended
-                });
+                return Ok(ReadEnd::Ended(rest));
             }
             let mut lines = Vec::new();
             splitter.push(&chunk, |l| lines.push(l));
