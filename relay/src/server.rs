@@ -30,7 +30,7 @@ use crate::encode::Encoder;
 use crate::limits::{LimitError, StreamLimits, StreamPermit};
 use crate::metrics::{AuthOutcome, Metrics};
 use crate::params::{self, Format, LogRequest, ParamError};
-use crate::stream::{Closed, PumpOptions, Sink, pump};
+use crate::stream::{Closed, PumpEnd, PumpOptions, Sink, pump};
 
 /// Response bodies.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -409,12 +409,18 @@ async fn logs(
 
     #[cfg(feature = "websocket")]
     if let Some(upgrade) = crate::ws::Upgrade::from_request(&mut req) {
-        let work = StreamWork::new(state, permit, &request);
+        let work = StreamWork::new(state, permit, &client_key, &request);
         return Ok(upgrade.respond(events, work));
     }
     let _ = &mut req;
 
-    Ok(chunked_response(state, permit, &request, events))
+    Ok(chunked_response(
+        state,
+        permit,
+        &client_key,
+        &request,
+        events,
+    ))
 }
 
 /// What a running stream holds: its slot, its place in the shutdown count, and settings.
@@ -422,13 +428,16 @@ pub(crate) struct StreamWork {
     pub(crate) encoder: Encoder,
     pub(crate) options: PumpOptions,
     pub(crate) stopping: watch::Receiver<bool>,
+    client: String,
+    app: String,
+    namespace: String,
     _permit: StreamPermit,
     _tracked: TrackerGuard,
     metrics: Arc<Metrics>,
 }
 
 impl StreamWork {
-    fn new(state: &Arc<State>, permit: StreamPermit, request: &LogRequest) -> Self {
+    fn new(state: &Arc<State>, permit: StreamPermit, client: &str, request: &LogRequest) -> Self {
         state.metrics.client_stream_opened();
         StreamWork {
             encoder: Encoder::new(request.format, request.timestamps),
@@ -437,10 +446,26 @@ impl StreamWork {
                 metrics: state.metrics.clone(),
             },
             stopping: state.stopping.clone(),
+            client: client.to_string(),
+            app: request.app.clone(),
+            namespace: request.namespace.clone(),
             _permit: permit,
             _tracked: state.streams.enter(),
             metrics: state.metrics.clone(),
         }
+    }
+}
+
+impl StreamWork {
+    /// Records how the stream ended.
+    pub(crate) fn ended(&self, end: PumpEnd) {
+        tracing::info!(
+            client = %self.client,
+            app = %self.app,
+            namespace = %self.namespace,
+            end = ?end,
+            "stream closed"
+        );
     }
 }
 
@@ -453,24 +478,26 @@ impl Drop for StreamWork {
 fn chunked_response(
     state: &Arc<State>,
     permit: StreamPermit,
+    client: &str,
     request: &LogRequest,
     events: podlogs::LogStream,
 ) -> Response<Body> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-    let work = StreamWork::new(state, permit, request);
+    let work = StreamWork::new(state, permit, client, request);
     tokio::spawn(async move {
         let mut work = work;
         let mut sink = ChunkSink {
             tx,
             encoder: &mut work.encoder,
         };
-        pump(
+        let end = pump(
             events,
             &mut sink,
             work.options.clone(),
             work.stopping.clone(),
         )
         .await;
+        work.ended(end);
     });
 
     let frames = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))

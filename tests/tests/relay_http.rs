@@ -829,6 +829,133 @@ async fn a_user_with_only_services_proxy_reads_logs_through_the_apiserver() {
     env.finish().await;
 }
 
+#[tokio::test]
+async fn a_departed_client_gives_its_slot_back() {
+    let env = Env::start(AuthMode::ServiceProxy, |c| c.max_streams_per_client = 1).await;
+    let first = env
+        .get("/apps/web/logs?namespace=shop&follow=true", &[])
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    drop(first);
+
+    // The slot comes back once the relay notices the closed connection.
+    let mut status = StatusCode::TOO_MANY_REQUESTS;
+    for _ in 0..100 {
+        let again = env.get("/apps/web/logs?namespace=shop", &[]).await;
+        status = again.status();
+        text(again).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    let metrics = text(env.get("/metrics", &[]).await).await;
+    assert!(
+        metrics.contains("aether_relay_client_streams_open 0\n"),
+        "{metrics}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn only_the_apps_pods_in_the_asked_namespace_are_read() {
+    let env = Env::start(AuthMode::ServiceProxy, |_| {}).await;
+    let path = "/apps/web/logs?namespace=shop&tail_lines=1&timestamps=true&container=%5Eapp%24";
+    let body = text(env.get(path, &[]).await).await;
+    assert_eq!(
+        log_lines(&events(&body)),
+        ["web-0/app: web-0 ready", "web-1/app: web-1 ready"]
+    );
+
+    let requests = env.sim.handle().requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        let authorization = r.path.starts_with("/apis/authorization.k8s.io/")
+            || r.path.starts_with("/apis/authentication.k8s.io/");
+        if authorization {
+            continue;
+        }
+        assert!(
+            r.path.starts_with("/api/v1/namespaces/shop/pods"),
+            "read outside shop: {r:?}"
+        );
+        for (key, value) in &r.query {
+            assert_ne!(key, "insecureSkipTLSVerifyBackend", "{r:?}");
+            if key == "labelSelector" {
+                assert_eq!(value, "app=web", "{r:?}");
+            }
+        }
+        if let Some(pod) = r.path.strip_suffix("/log") {
+            assert!(pod.ends_with("/web-0") || pod.ends_with("/web-1"), "{r:?}");
+            assert!(r.query.contains(&("tailLines".into(), "1".into())), "{r:?}");
+        }
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn since_time_reaches_the_apiserver() {
+    let env = Env::start(AuthMode::ServiceProxy, |_| {}).await;
+    let from = env.sim.handle().start_time() - chrono::Duration::seconds(25);
+    let from = from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let body = text(
+        env.get(
+            &format!("/apps/web/logs?namespace=shop&since_time={from}"),
+            &[],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        log_lines(&events(&body)),
+        ["web-0/app: web-0 ready", "web-1/app: web-1 ready"]
+    );
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn websocket_in_token_mode_needs_the_token() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let env = Env::start(AuthMode::Token, |_| {}).await;
+    let url = format!("ws://{}/apps/web/logs?namespace=shop", env.relay);
+
+    let refused = tokio::time::timeout(LIMIT, tokio_tungstenite::connect_async(url.as_str()))
+        .await
+        .expect("answer in time");
+    match refused {
+        Err(Error::Http(response)) => assert_eq!(response.status(), StatusCode::UNAUTHORIZED),
+        other => panic!("expected 401, got {other:?}"),
+    }
+
+    let mut request = url.as_str().into_client_request().expect("request");
+    let auth = bearer(CI_TOKEN).parse().expect("header value");
+    request.headers_mut().insert("authorization", auth);
+    let (mut socket, _) = tokio::time::timeout(LIMIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let mut lines = 0;
+    let read = async {
+        while let Some(message) = socket.next().await {
+            match message.expect("message") {
+                Message::Text(text) => {
+                    let event: LogEvent = serde_json::from_str(&text).expect("an event");
+                    lines += usize::from(matches!(event, LogEvent::Log(_)));
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(LIMIT, read)
+        .await
+        .expect("websocket ends in time");
+    assert_eq!(lines, WEB_LINES.len());
+    env.finish().await;
+}
+
 /// A strict reader of the Prometheus text exposition format, as far as the relay uses it.
 mod prometheus {
     use std::collections::{BTreeMap, BTreeSet};
