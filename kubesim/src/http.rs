@@ -595,6 +595,7 @@ async fn read_body(headers: &http::HeaderMap, req: Request<Incoming>) -> Result<
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    tracing::debug!(content_type, bytes = bytes.len(), "request body");
     if content_type.starts_with("application/vnd.kubernetes.protobuf") {
         return proto::decode_review(&bytes).map_err(|e| ApiError::bad_request(e.to_string()));
     }

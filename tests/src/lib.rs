@@ -53,3 +53,21 @@ pub fn path_with_bins() -> std::ffi::OsString {
     }
     std::env::join_paths(paths).expect("PATH entries contain no separator")
 }
+
+/// Runs a command to completion within `limit`, killing it if it overruns; the error says
+/// which command hung.
+pub async fn output_within(
+    cmd: Command,
+    limit: std::time::Duration,
+) -> std::io::Result<std::process::Output> {
+    let shown = format!("{cmd:?}");
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    match tokio::time::timeout(limit, cmd.output()).await {
+        Ok(output) => output,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{shown} did not finish within {limit:?}"),
+        )),
+    }
+}
