@@ -11,12 +11,13 @@ use crate::kubeconfig;
 
 /// Connects, lists the pods and returns the merged events.
 pub async fn events(config: &Config) -> anyhow::Result<BoxStream<'static, LogEvent>> {
-    let (client, default_namespace) = kubeconfig::connect(&config.cluster).await?;
-    let query = config.query(&default_namespace);
+    let connection = kubeconfig::connect(&config.cluster).await?;
+    let query = config.query(&connection.namespace);
     tracing::info!(selector = %query.selector, namespaces = ?query.namespaces,
         follow = query.follow, "reading logs directly from the apiserver");
 
-    let opening = podlogs::open(client, query);
+    let url = connection.url;
+    let opening = podlogs::open(connection.client, query);
     let opened = match config.cluster.request_timeout {
         Some(timeout) => tokio::time::timeout(timeout, opening)
             .await
@@ -31,12 +32,12 @@ pub async fn events(config: &Config) -> anyhow::Result<BoxStream<'static, LogEve
     };
     match opened {
         Ok(stream) => Ok(stream.boxed()),
-        Err(err) => Err(explain(err)),
+        Err(err) => Err(explain(err, &url)),
     }
 }
 
 /// Adds what to do to the engine's errors.
-fn explain(err: podlogs::Error) -> anyhow::Error {
+fn explain(err: podlogs::Error, url: &str) -> anyhow::Error {
     match err {
         podlogs::Error::NoPods { .. } => {
             anyhow::anyhow!("{err}, or -A; with -f the command waits for pods to appear")
@@ -48,10 +49,10 @@ fn explain(err: podlogs::Error) -> anyhow::Error {
             "the apiserver refused to list pods: {}; check the selector and the namespace",
             status.message
         ),
-        podlogs::Error::Api(other) => anyhow::Error::new(other).context(
-            "cannot reach the cluster; check the kubeconfig context (--context) and that the \
-             cluster is up",
-        ),
+        podlogs::Error::Api(other) => anyhow::Error::new(other).context(format!(
+            "cannot reach the cluster at {url}; check the kubeconfig context (--context) and \
+             that the cluster is up"
+        )),
         forbidden @ podlogs::Error::Forbidden { .. } => anyhow::Error::new(forbidden),
     }
 }

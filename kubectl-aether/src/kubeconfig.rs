@@ -44,8 +44,18 @@ pub enum ConnectError {
     Client(#[source] kube::Error),
 }
 
-/// A client, and the namespace of the chosen context (`default` when it names none).
-pub async fn connect(options: &ClusterOptions) -> Result<(Client, String), ConnectError> {
+/// A client for the chosen context.
+pub struct Connection {
+    /// The client.
+    pub client: Client,
+    /// The namespace of the context (`default` when it names none).
+    pub namespace: String,
+    /// The server URL, for messages.
+    pub url: String,
+}
+
+/// Builds a client from the kubeconfig the options choose.
+pub async fn connect(options: &ClusterOptions) -> Result<Connection, ConnectError> {
     let kubeconfig = load(options)?;
     let kube_options = KubeConfigOptions {
         context: options.context.clone(),
@@ -59,8 +69,13 @@ pub async fn connect(options: &ClusterOptions) -> Result<(Client, String), Conne
         config.connect_timeout = Some(timeout);
     }
     let namespace = config.default_namespace.clone();
+    let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(ConnectError::Client)?;
-    Ok((client, namespace))
+    Ok(Connection {
+        client,
+        namespace,
+        url,
+    })
 }
 
 fn load(options: &ClusterOptions) -> Result<Kubeconfig, ConnectError> {
@@ -171,8 +186,9 @@ clusters:
             kubeconfig: Some(first),
             ..Default::default()
         };
-        let (_client, namespace) = connect(&options).await.unwrap();
-        assert_eq!(namespace, "shop");
+        let connection = connect(&options).await.unwrap();
+        assert_eq!(connection.namespace, "shop");
+        assert_eq!(connection.url, "https://127.0.0.1:1/");
     }
 
     #[tokio::test]

@@ -110,16 +110,31 @@ pub(crate) async fn run_logs(config: &Config, interrupt_is_success: bool) -> Exi
         Ok(Exit::Interrupted) if interrupt_is_success => ExitCode::SUCCESS,
         Ok(Exit::Interrupted) => ExitCode::from(EXIT_INTERRUPTED),
         Err(err) => {
-            let _ = writeln!(status, "error: {err:#}");
+            let _ = writeln!(status, "error: {}", render_error(&err));
             ExitCode::from(EXIT_ERROR)
         }
     }
 }
 
+/// The error and its causes on one line, each said once: library errors often repeat their
+/// cause in their own message, so a cause already contained in the message before it is
+/// left out.
+fn render_error(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
 /// Diagnostics on stderr: nothing by default, more with each -v (`RUST_LOG` overrides).
 pub(crate) fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "error",
+        0 => "podlogs=error,kubectl_aether=error",
         1 => "warn,podlogs=info,kubectl_aether=info",
         2 => "warn,podlogs=debug,kubectl_aether=debug",
         _ => "debug",
@@ -131,4 +146,26 @@ pub(crate) fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("ServiceError: client error (Connect)")]
+    struct Repeating(#[source] Inner);
+
+    #[test]
+    fn causes_already_in_the_message_are_said_once() {
+        let err = anyhow::Error::new(Repeating(Inner)).context("cannot reach the cluster");
+        assert_eq!(
+            render_error(&err),
+            "cannot reach the cluster: ServiceError: client error (Connect)"
+        );
+    }
 }

@@ -769,3 +769,191 @@ async fn kubectl_lists_the_plugin_without_warnings() {
     assert!(aether_warnings.is_empty(), "{err}");
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_are_printed_when_asked() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-5.0, "a1")]))).await;
+    let at = c.sim.handle().start_time() - chrono::Duration::seconds(5);
+
+    let out = run(&c, &["web", "--timestamps"]).await;
+
+    let stamp = at.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    assert_eq!(
+        stdout(&out),
+        format!("web-a app {stamp} a1\n"),
+        "{}",
+        stderr(&out)
+    );
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_pod_is_reported() {
+    let scenario = admin(Scenario::new("shop"))
+        .pod(web_pod("web-a", &[(-5.0, "a1")]))
+        .pod(web_pod("web-b", &[(-4.0, "b1")]));
+    let c = cluster(scenario).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f"]));
+    follow.stdout_until(|l| l == "web-b app b1").await;
+
+    c.sim.handle().delete_pod("shop", "web-a");
+    follow.stderr_until(|l| l == "- web-a pod_deleted").await;
+    c.sim
+        .handle()
+        .write_line("shop", "web-b", "app", "still here");
+    follow.stdout_until(|l| l == "web-b app still here").await;
+
+    follow.stop().await;
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_container_ends_its_stream_with_the_exit_code() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-5.0, "a1")]))).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f"]));
+    follow.stdout_until(|l| l == "web-a app a1").await;
+
+    c.sim
+        .handle()
+        .write_line("shop", "web-a", "app", "last words");
+    c.sim
+        .handle()
+        .terminate_container("shop", "web-a", "app", 3, "Error");
+    follow.stdout_until(|l| l == "web-a app last words").await;
+    follow
+        .stderr_until(|l| l == "- web-a › app ended: exit code 3 (Error)")
+        .await;
+
+    follow.stop().await;
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_reads_the_instance_before_the_restart() {
+    let pod = Pod::new("web-0").label("app", "web").container(
+        Container::new("app")
+            .previous(137, "OOMKilled", &[(-60.0, "before the crash")])
+            .line(-5.0, "after the restart"),
+    );
+    let c = cluster(admin(Scenario::new("shop")).pod(pod)).await;
+
+    let out = run(&c, &["web", "--previous"]).await;
+
+    assert_eq!(
+        stdout(&out),
+        "web-0 app before the crash\n",
+        "{}",
+        stderr(&out)
+    );
+    for query in log_queries(&c) {
+        assert_eq!(param(&query, "previous"), Some("true"), "{query:?}");
+    }
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_streams_is_refused_with_the_limit() {
+    let c = cluster(admin(Scenario::new("shop")).pod(three_container_pod())).await;
+
+    let out = run(&c, &["web", "--max-log-requests", "1"]).await;
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 containers match, more than the 1 log streams"),
+        "{err}"
+    );
+    assert!(err.contains("--max-log-requests"), "{err}");
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_server_errors_are_retried() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-5.0, "a1")]))).await;
+    c.sim.handle().fail_next(2, 503, Some(1));
+
+    let out = run(&c, &["web"]).await;
+
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "web-a app a1\n");
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_says_where_it_looked() {
+    let sim = Sim::start(admin(Scenario::new("shop")), SimOptions::default())
+        .await
+        .expect("starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig, "admin")
+        .expect("kubeconfig written");
+    let url = sim.url();
+    // Once shut down, the address in the kubeconfig refuses connections.
+    sim.shutdown().await;
+
+    let mut cmd = Command::new(aether_tests::bin("kubectl-aether"));
+    cmd.args(["logs", "web", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("in time")
+        .expect("runs");
+
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: cannot reach the cluster at {url}")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_quietly() {
+    let c = cluster(admin(Scenario::new("shop")).pod(generating_pod(200.0))).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f"]));
+    follow.stdout_until(|_| true).await;
+
+    let Follow {
+        mut child,
+        out,
+        err,
+        ..
+    } = follow;
+    drop(out);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+
+    assert_eq!(status.code(), Some(0));
+    let mut err = err;
+    let mut rest = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(WAIT, err.next_line()).await {
+        rest.push(line);
+    }
+    assert!(!rest.iter().any(|l| l.starts_with("error")), "{rest:?}");
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_exits_with_130() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-5.0, "a1")]))).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f"]));
+    follow.stdout_until(|l| l == "web-a app a1").await;
+
+    let pid = follow.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(WAIT, follow.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+
+    assert_eq!(status.code(), Some(130));
+    c.sim.shutdown().await;
+}
