@@ -142,6 +142,8 @@ pub(crate) struct WatchEvent {
     pub labels: BTreeMap<String, String>,
     pub fields: HashMap<&'static str, String>,
     pub object: Value,
+    /// The pod's Table row at the time of the event, for `as=Table` watches.
+    pub row: Value,
 }
 
 /// A service's runtime record.
@@ -782,6 +784,7 @@ fn pod_event(pod: &PodRec, kind: &'static str, cluster: &Cluster) -> WatchEvent 
         labels: pod.labels.clone(),
         fields,
         object: objects::pod_json(pod, cluster.start),
+        row: objects::pod_row(pod, Utc::now()),
     }
 }
 

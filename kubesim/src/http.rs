@@ -395,6 +395,21 @@ async fn route(
         }
 
         // Services and their proxy.
+        ["api", "v1", "services"] if get => {
+            authorize(identity, &Attributes::core("list", "services", "", ""))?;
+            let state = ctx.cluster.state();
+            let items = state
+                .services
+                .iter()
+                .map(|((n, name), svc)| objects::service_json(n, name, svc))
+                .collect();
+            ok_json(&objects::list(
+                "ServiceList",
+                "v1",
+                state.resource_version,
+                items,
+            ))
+        }
         ["api", "v1", "namespaces", ns, "services"] if get => {
             authorize(identity, &Attributes::core("list", "services", ns, ""))?;
             let state = ctx.cluster.state();
@@ -448,14 +463,31 @@ async fn route(
 
         // Workloads.
         ["apis", group, version, plural] if get => {
-            list_workloads(ctx, &format!("{group}/{version}"), plural, "", identity)
+            let table = wants_table(&req);
+            list_workloads(
+                ctx,
+                &format!("{group}/{version}"),
+                plural,
+                "",
+                identity,
+                table,
+            )
         }
         ["apis", group, version, "namespaces", ns, plural] if get => {
-            list_workloads(ctx, &format!("{group}/{version}"), plural, ns, identity)
+            let table = wants_table(&req);
+            list_workloads(
+                ctx,
+                &format!("{group}/{version}"),
+                plural,
+                ns,
+                identity,
+                table,
+            )
         }
         ["apis", group, version, "namespaces", ns, plural, name]
             if get && (*group == "apps" || *group == "batch") =>
         {
+            let table = wants_table(&req);
             get_workload(
                 ctx,
                 &format!("{group}/{version}"),
@@ -463,6 +495,7 @@ async fn route(
                 ns,
                 name,
                 identity,
+                table,
             )
         }
 
@@ -656,7 +689,7 @@ async fn pods_collection(
     }
     let (labels, fields) = selectors(query)?;
     if watch {
-        return stream::watch_pods(ctx, ns, labels, fields, query);
+        return stream::watch_pods(ctx, ns, labels, fields, query, wants_table(req));
     }
     let state = ctx.cluster.state();
     let pods: Vec<_> = state
@@ -800,6 +833,7 @@ fn list_workloads(
     plural: &str,
     ns: &str,
     identity: &Identity,
+    table: bool,
 ) -> ApiResult {
     let Some(kind) = workload_kind(group_version, plural) else {
         return Err(ApiError::no_route());
@@ -816,8 +850,11 @@ fn list_workloads(
         .filter(|w| w.kind == kind && (ns.is_empty() || w.namespace.as_deref() == Some(ns)))
         .cloned()
         .collect();
-    let items = workloads.iter().map(|w| workload_value(ctx, w)).collect();
+    let items: Vec<Value> = workloads.iter().map(|w| workload_value(ctx, w)).collect();
     let rv = ctx.cluster.state().resource_version;
+    if table {
+        return ok_json(&objects::workload_table(kind, &items, rv, Utc::now()));
+    }
     ok_json(&objects::list(
         &format!("{kind}List"),
         group_version,
@@ -833,6 +870,7 @@ fn get_workload(
     ns: &str,
     name: &str,
     identity: &Identity,
+    table: bool,
 ) -> ApiResult {
     let Some(kind) = workload_kind(group_version, plural) else {
         return Err(ApiError::no_route());
@@ -854,7 +892,12 @@ fn get_workload(
         e.details = Some(json!({"name": name, "group": group_version.split('/').next().unwrap_or(""), "kind": plural}));
         e
     })?;
-    ok_json(&workload_value(ctx, &w))
+    let value = workload_value(ctx, &w);
+    if table {
+        let rv = ctx.cluster.state().resource_version;
+        return ok_json(&objects::workload_table(kind, &[value], rv, Utc::now()));
+    }
+    ok_json(&value)
 }
 
 fn truth(ctx: &Ctx, path: &str) -> ApiResult {

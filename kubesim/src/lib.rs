@@ -88,7 +88,7 @@ impl Default for SimOptions {
             truth_endpoint: false,
             bookmark_interval: Duration::from_secs(5),
             watch_history: 10_000,
-            truth_lines: 1_000_000,
+            truth_lines: 200_000,
             request_log: 100_000,
             generate_interval: Duration::from_millis(10),
         }

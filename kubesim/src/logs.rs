@@ -4,7 +4,7 @@
 //! [`Cursor`] and are woken when lines arrive or the instance ends.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
@@ -20,16 +20,24 @@ pub struct TruthLine {
     pub text: String,
 }
 
+/// A stored line; the text is shared between the log file and the truth record.
 #[derive(Debug, Clone)]
 struct Line {
     time: DateTime<Utc>,
-    text: Box<str>,
+    text: Arc<str>,
+}
+
+/// A truth record entry.
+#[derive(Debug)]
+struct Written {
+    id: Arc<str>,
+    line: Line,
 }
 
 /// One run of a container: its current file and the one rotated before it.
 #[derive(Debug)]
 struct Instance {
-    id: String,
+    id: Arc<str>,
     generation: u64,
     file: Vec<Line>,
     file_bytes: usize,
@@ -38,9 +46,9 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(id: String) -> Self {
+    fn new(id: &str) -> Self {
         Instance {
-            id,
+            id: id.into(),
             generation: 0,
             file: Vec::new(),
             file_bytes: 0,
@@ -109,7 +117,7 @@ pub fn format_time(time: DateTime<Utc>) -> String {
 struct State {
     current: Option<Instance>,
     previous: Option<Instance>,
-    truth: VecDeque<TruthLine>,
+    truth: VecDeque<Written>,
     truth_cap: usize,
     max_bytes: usize,
 }
@@ -149,14 +157,14 @@ impl LogBox {
             old.ended = true;
             state.previous = Some(old);
         }
-        state.current = Some(Instance::new(id.to_string()));
+        state.current = Some(Instance::new(id));
         drop(state);
         self.notify.notify_waiters();
     }
 
     /// Installs an already ended instance as the previous one (history before start).
     pub fn set_previous(&self, id: &str, lines: &[(DateTime<Utc>, String)]) {
-        let mut instance = Instance::new(id.to_string());
+        let mut instance = Instance::new(id);
         instance.ended = true;
         let mut state = self.lock();
         for (time, text) in lines {
@@ -194,21 +202,21 @@ impl LogBox {
         if instance.file_bytes + size > state.max_bytes && !instance.file.is_empty() {
             instance.rotate();
         }
-        instance.file.push(Line {
+        let line = Line {
             time,
             text: text.into(),
-        });
-        instance.file_bytes += size;
+        };
         if state.truth_cap > 0 {
             if state.truth.len() >= state.truth_cap {
                 state.truth.pop_front();
             }
-            state.truth.push_back(TruthLine {
-                container_id: instance.id.clone(),
-                time,
-                text: text.to_string(),
+            state.truth.push_back(Written {
+                id: instance.id.clone(),
+                line: line.clone(),
             });
         }
+        instance.file.push(line);
+        instance.file_bytes += size;
     }
 
     /// Rotates the current instance's file.
@@ -223,15 +231,23 @@ impl LogBox {
 
     /// Every line recorded, oldest first.
     pub fn truth(&self) -> Vec<TruthLine> {
-        self.lock().truth.iter().cloned().collect()
+        self.lock()
+            .truth
+            .iter()
+            .map(|w| TruthLine {
+                container_id: w.id.to_string(),
+                time: w.line.time,
+                text: w.line.text.to_string(),
+            })
+            .collect()
     }
 
     /// The container IDs of the current and previous instances.
     pub fn instance_ids(&self) -> (Option<String>, Option<String>) {
         let state = self.lock();
         (
-            state.current.as_ref().map(|i| i.id.clone()),
-            state.previous.as_ref().map(|i| i.id.clone()),
+            state.current.as_ref().map(|i| i.id.to_string()),
+            state.previous.as_ref().map(|i| i.id.to_string()),
         )
     }
 
@@ -249,7 +265,7 @@ impl LogBox {
         let instance = [state.current.as_ref(), state.previous.as_ref()]
             .into_iter()
             .flatten()
-            .find(|i| i.id == id)?;
+            .find(|i| &*i.id == id)?;
         let start = match tail {
             Some(n) => instance.file.len().saturating_sub(n),
             None => 0,
@@ -276,7 +292,7 @@ impl LogBox {
         let Some(instance) = [state.current.as_ref(), state.previous.as_ref()]
             .into_iter()
             .flatten()
-            .find(|i| i.id == cursor.id)
+            .find(|i| *i.id == *cursor.id)
         else {
             return ReadStatus::Ended;
         };

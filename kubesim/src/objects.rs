@@ -304,6 +304,14 @@ pub fn human_duration(d: chrono::Duration) -> String {
 
 /// The STATUS column kubectl shows for a pod.
 pub fn pod_display_status(pod: &PodRec) -> String {
+    if pod.node.is_none() {
+        return if pod.deleting.is_some() {
+            "Terminating"
+        } else {
+            "Pending"
+        }
+        .to_string();
+    }
     let mut reason = pod.phase().to_string();
     let init: Vec<&ContainerRec> = pod
         .containers
@@ -390,64 +398,69 @@ const POD_COLUMNS: [(&str, &str, &str, u8); 9] = [
     ("Readiness Gates", "", "Readiness gates of the pod.", 1),
 ];
 
+/// The column definitions of the pod Table.
+pub fn pod_columns() -> Value {
+    Value::Array(
+        POD_COLUMNS
+            .iter()
+            .map(|(name, format, description, priority)| {
+                json!({"name": name, "type": "string", "format": format,
+                       "description": description, "priority": priority})
+            })
+            .collect(),
+    )
+}
+
+/// One row of the pod Table: its cells and the pod's metadata.
+pub fn pod_row(pod: &PodRec, now: DateTime<Utc>) -> Value {
+    let regular: Vec<&ContainerRec> = pod
+        .containers
+        .iter()
+        .filter(|c| c.kind == ContainerKind::Regular)
+        .collect();
+    let ready = regular
+        .iter()
+        .filter(|c| matches!(c.state, CState::Running { .. }))
+        .count();
+    let restarts: i32 = regular.iter().map(|c| c.restarts).sum();
+    let last_restart = regular
+        .iter()
+        .filter_map(|c| c.last.as_ref())
+        .map(|t| t.finished)
+        .max();
+    let restarts = match last_restart {
+        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", human_duration(now - t)),
+        _ => restarts.to_string(),
+    };
+    let ip = if pod.ip.is_empty() {
+        "<none>".to_string()
+    } else {
+        pod.ip.clone()
+    };
+    json!({
+        "cells": [
+            pod.name,
+            format!("{ready}/{}", regular.len()),
+            pod_display_status(pod),
+            restarts,
+            human_duration(now - pod.created),
+            ip,
+            pod.node.clone().unwrap_or_else(|| "<none>".to_string()),
+            "<none>",
+            "<none>",
+        ],
+        "object": {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": pod_metadata(pod),
+        },
+    })
+}
+
 /// A `meta.k8s.io/v1` Table of pods, with the columns the apiserver's pod printer has.
 pub fn pod_table(pods: &[&PodRec], resource_version: u64, now: DateTime<Utc>) -> Value {
-    let columns: Vec<Value> = POD_COLUMNS
-        .iter()
-        .map(|(name, format, description, priority)| {
-            json!({"name": name, "type": "string", "format": format,
-                   "description": description, "priority": priority})
-        })
-        .collect();
-    let rows: Vec<Value> = pods
-        .iter()
-        .map(|pod| {
-            let regular: Vec<&ContainerRec> = pod
-                .containers
-                .iter()
-                .filter(|c| c.kind == ContainerKind::Regular)
-                .collect();
-            let ready = regular
-                .iter()
-                .filter(|c| matches!(c.state, CState::Running { .. }))
-                .count();
-            let restarts: i32 = regular.iter().map(|c| c.restarts).sum();
-            let last_restart = regular
-                .iter()
-                .filter_map(|c| c.last.as_ref())
-                .map(|t| t.finished)
-                .max();
-            let restarts = match last_restart {
-                Some(t) if restarts > 0 => {
-                    format!("{restarts} ({} ago)", human_duration(now - t))
-                }
-                _ => restarts.to_string(),
-            };
-            let ip = if pod.ip.is_empty() {
-                "<none>".to_string()
-            } else {
-                pod.ip.clone()
-            };
-            json!({
-                "cells": [
-                    pod.name,
-                    format!("{ready}/{}", regular.len()),
-                    pod_display_status(pod),
-                    restarts,
-                    human_duration(now - pod.created),
-                    ip,
-                    pod.node.clone().unwrap_or_else(|| "<none>".to_string()),
-                    "<none>",
-                    "<none>",
-                ],
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": pod_metadata(pod),
-                },
-            })
-        })
-        .collect();
+    let columns = pod_columns();
+    let rows: Vec<Value> = pods.iter().map(|pod| pod_row(pod, now)).collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -506,6 +519,71 @@ pub fn workload_json(w: &Workload, created: DateTime<Utc>, uid: &str, ready: i32
         },
         "spec": spec,
         "status": {"replicas": w.replicas, "readyReplicas": ready, "availableReplicas": ready},
+    })
+}
+
+/// A Table of workloads of one kind, with the columns kubectl shows for that kind.
+pub fn workload_table(
+    kind: &str,
+    items: &[Value],
+    resource_version: u64,
+    now: DateTime<Utc>,
+) -> Value {
+    let names: &[&str] = match kind {
+        "Deployment" => &["Name", "Ready", "Up-to-date", "Available", "Age"],
+        "StatefulSet" => &["Name", "Ready", "Age"],
+        "ReplicaSet" => &["Name", "Desired", "Current", "Ready", "Age"],
+        "DaemonSet" => &[
+            "Name",
+            "Desired",
+            "Current",
+            "Ready",
+            "Up-to-date",
+            "Available",
+            "Node Selector",
+            "Age",
+        ],
+        _ => &["Name", "Status", "Completions", "Duration", "Age"],
+    };
+    let columns: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            let format = if *n == "Name" { "name" } else { "" };
+            json!({"name": n, "type": "string", "format": format, "description": "", "priority": 0})
+        })
+        .collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let name = item["metadata"]["name"].clone();
+            let want = item["status"]["replicas"].as_i64().unwrap_or(0);
+            let ready = item["status"]["readyReplicas"].as_i64().unwrap_or(0);
+            let age = item["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| human_duration(now - t.with_timezone(&Utc)))
+                .unwrap_or_else(|| "<unknown>".to_string());
+            let cells = match kind {
+                "Deployment" => json!([name, format!("{ready}/{want}"), want, ready, age]),
+                "StatefulSet" => json!([name, format!("{ready}/{want}"), age]),
+                "ReplicaSet" => json!([name, want, want, ready, age]),
+                "DaemonSet" => json!([name, want, want, ready, want, ready, "<none>", age]),
+                _ => json!([name, "Running", format!("0/{want}"), age, age]),
+            };
+            let mut metadata = item["metadata"].clone();
+            if let Some(map) = metadata.as_object_mut() {
+                map.remove("labels");
+            }
+            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata",
+                   "apiVersion": "meta.k8s.io/v1", "metadata": metadata}})
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
     })
 }
 

@@ -1031,6 +1031,13 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_parses() {
+        let s = Scenario::from_json(include_str!("../examples/shop.json")).expect("parses");
+        assert_eq!(s.pods.len(), 3);
+        assert_eq!(s.timeline.len(), 7);
+    }
+
+    #[test]
     fn minimal_json_gets_defaults() {
         let s = Scenario::from_json(r#"{"pods":[{"name":"p","containers":[{"name":"c"}]}]}"#)
             .expect("parses");

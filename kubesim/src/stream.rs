@@ -462,6 +462,7 @@ pub(crate) fn watch_pods(
     labels: LabelSelector,
     fields: FieldSelector,
     query: &Query,
+    table: bool,
 ) -> Result<Response<Body>, ApiError> {
     let timeout = query
         .int("timeoutSeconds")?
@@ -475,13 +476,10 @@ pub(crate) fn watch_pods(
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{v}\"")))?,
         ),
     };
-    let matches = {
-        let ns = ns.to_string();
-        move |e: &WatchEvent| {
-            (ns.is_empty() || e.namespace == ns)
-                && labels.matches(&e.labels)
-                && fields.matches(&|f| e.fields.get(f).cloned().unwrap_or_default())
-        }
+    let filter = Filter {
+        ns: ns.to_string(),
+        labels,
+        fields,
     };
 
     // Snapshot and subscribe under one lock so that no event falls between them.
@@ -497,35 +495,22 @@ pub(crate) fn watch_pods(
                 Some(format!("too old resource version: {v} ({compacted})")),
             ),
             Some(v) if v != 0 => {
-                let replay: Vec<Value> = state
+                let replay: Vec<Initial> = state
                     .history
                     .iter()
-                    .filter(|e| e.resource_version > v && matches(e))
-                    .map(|e| json!({"type": e.kind, "object": e.object}))
+                    .filter(|e| e.resource_version > v && filter.event(e))
+                    .map(|e| (e.kind, e.object.clone(), e.row.clone(), e.resource_version))
                     .collect();
                 (replay, state.resource_version.max(v), rx, None)
             }
             _ => {
-                let added: Vec<Value> = state
+                let now = Utc::now();
+                let added: Vec<Initial> = state
                     .pods
                     .values()
-                    .filter(|p| ns.is_empty() || p.namespace == ns)
+                    .filter(|p| filter.pod(p))
                     .map(|p| (p, objects::pod_json(p, ctx.cluster.start)))
-                    .filter(|(p, _)| {
-                        let probe = WatchEvent {
-                            resource_version: 0,
-                            kind: "ADDED",
-                            namespace: p.namespace.clone(),
-                            labels: p.labels.clone(),
-                            fields: crate::select::POD_FIELDS
-                                .iter()
-                                .map(|f| (*f, p.field(f)))
-                                .collect(),
-                            object: Value::Null,
-                        };
-                        matches(&probe)
-                    })
-                    .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                    .map(|(p, o)| ("ADDED", o, objects::pod_row(p, now), p.resource_version))
                     .collect();
                 (added, state.resource_version, rx, None)
             }
@@ -540,10 +525,35 @@ pub(crate) fn watch_pods(
         tx,
         since,
         bookmarks,
+        table,
+        columns_sent: false,
         deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
     };
-    tokio::spawn(job.run(initial, expired, matches));
+    tokio::spawn(job.run(initial, expired, filter));
     Ok(streaming_response("application/json", body))
+}
+
+/// Which pods a watch selects.
+struct Filter {
+    ns: String,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn event(&self, e: &WatchEvent) -> bool {
+        (self.ns.is_empty() || e.namespace == self.ns)
+            && self.labels.matches(&e.labels)
+            && self
+                .fields
+                .matches(&|f| e.fields.get(f).cloned().unwrap_or_default())
+    }
+
+    fn pod(&self, p: &crate::cluster::PodRec) -> bool {
+        (self.ns.is_empty() || p.namespace == self.ns)
+            && self.labels.matches(&p.labels)
+            && self.fields.matches(&|f| p.field(f))
+    }
 }
 
 struct WatchStream {
@@ -553,8 +563,13 @@ struct WatchStream {
     tx: Tx,
     since: u64,
     bookmarks: bool,
+    table: bool,
+    columns_sent: bool,
     deadline: tokio::time::Instant,
 }
+
+/// An event to send first: type, object, Table row, resource version.
+type Initial = (&'static str, Value, Value, u64);
 
 enum WatchNext {
     Event(Result<Arc<WatchEvent>, RecvError>),
@@ -564,6 +579,27 @@ enum WatchNext {
 }
 
 impl WatchStream {
+    /// The event as sent: the object itself, or a one-row Table for `as=Table` watches
+    /// (column definitions only in the first).
+    fn event(&mut self, kind: &str, object: &Value, row: &Value, rv: u64) -> Value {
+        if !self.table {
+            return json!({"type": kind, "object": object});
+        }
+        let columns = if self.columns_sent {
+            json!([])
+        } else {
+            objects::pod_columns()
+        };
+        self.columns_sent = true;
+        json!({"type": kind, "object": {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": rv.to_string()},
+            "columnDefinitions": columns,
+            "rows": [row],
+        }})
+    }
+
     async fn line(&mut self, value: &Value) -> bool {
         let mut text = serde_json::to_vec(value).unwrap_or_default();
         text.push(b'\n');
@@ -573,18 +609,14 @@ impl WatchStream {
             .is_ok()
     }
 
-    async fn run(
-        mut self,
-        initial: Vec<Value>,
-        expired: Option<String>,
-        matches: impl Fn(&WatchEvent) -> bool,
-    ) {
+    async fn run(mut self, initial: Vec<Initial>, expired: Option<String>, filter: Filter) {
         if let Some(message) = expired {
             let status = objects::status(410, "Expired", &message, None);
             self.line(&json!({"type": "ERROR", "object": status})).await;
             return;
         }
-        for event in initial {
+        for (kind, object, row, rv) in initial {
+            let event = self.event(kind, &object, &row, rv);
             if !self.line(&event).await {
                 return;
             }
@@ -606,10 +638,15 @@ impl WatchStream {
             };
             match next {
                 WatchNext::Event(Ok(event)) => {
-                    if event.resource_version <= self.since || !matches(&event) {
+                    if event.resource_version <= self.since || !filter.event(&event) {
                         continue;
                     }
-                    let value = json!({"type": event.kind, "object": event.object});
+                    let value = self.event(
+                        event.kind,
+                        &event.object,
+                        &event.row,
+                        event.resource_version,
+                    );
                     if mid_line {
                         let text = value.to_string();
                         let half = Bytes::from(text.into_bytes());
