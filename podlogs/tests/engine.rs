@@ -1,0 +1,263 @@
+//! The engine against an apiserver faked at the HTTP layer, for what a simulated cluster
+//! cannot easily produce: bytes that are not UTF-8, chunks split inside characters, a
+//! namespace that is forbidden while another is not, a failing first request.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body::Frame;
+use http_body_util::StreamBody;
+use podlogs::{EventKind, LogEvent, LogQuery, Namespaces};
+use serde_json::json;
+
+/// What the fake apiserver answers: status and body chunks.
+struct Answer {
+    status: u16,
+    chunks: Vec<Vec<u8>>,
+}
+
+impl Answer {
+    fn json(status: u16, value: serde_json::Value) -> Answer {
+        Answer {
+            status,
+            chunks: vec![value.to_string().into_bytes()],
+        }
+    }
+
+    fn log(chunks: Vec<Vec<u8>>) -> Answer {
+        Answer {
+            status: 200,
+            chunks,
+        }
+    }
+}
+
+type Handler = dyn Fn(&str, &str) -> Answer + Send + Sync;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client whose every request is answered by `handler(path, query)`.
+fn fake_client(handler: Arc<Handler>, requests: Arc<Mutex<Vec<String>>>) -> kube::Client {
+    let service = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+        let handler = handler.clone();
+        let requests = requests.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            if let Ok(mut seen) = requests.lock() {
+                seen.push(format!("{path}?{query}"));
+            }
+            let answer = handler(&path, &query);
+            let frames: Vec<Result<Frame<Bytes>, Infallible>> = answer
+                .chunks
+                .into_iter()
+                .map(|c| Ok(Frame::data(Bytes::from(c))))
+                .collect();
+            let body = StreamBody::new(futures::stream::iter(frames));
+            let content_type = match answer.status {
+                200 if path.ends_with("/log") => "text/plain",
+                _ => "application/json",
+            };
+            let response = http::Response::builder()
+                .status(answer.status)
+                .header("content-type", content_type)
+                .body(body)
+                .map_err(|e| Box::new(e) as BoxError)?;
+            Ok::<_, BoxError>(response)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+fn pod(namespace: &str, name: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+            "labels": {"app": "web"}, "resourceVersion": "1"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "app"}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "app", "image": "i",
+            "imageID": "", "ready": true, "restartCount": 0,
+            "containerID": format!("containerd://{name}"),
+            "state": {"running": {"startedAt": "2026-05-01T11:00:00Z"}}}]}
+    })
+}
+
+fn pod_list(items: Vec<serde_json::Value>) -> Answer {
+    Answer::json(
+        200,
+        json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+            "items": items}),
+    )
+}
+
+fn forbidden(namespace: &str) -> Answer {
+    let message = format!(
+        "pods is forbidden: User \"u\" cannot list resource \"pods\" in API group \"\" in the \
+         namespace \"{namespace}\""
+    );
+    Answer::json(
+        403,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "Forbidden", "details": {"kind": "pods"}, "code": 403}),
+    )
+}
+
+async fn collect(client: kube::Client, query: LogQuery) -> Vec<LogEvent> {
+    let stream = podlogs::open(client, query).await.expect("the query opens");
+    tokio::time::timeout(Duration::from_secs(20), stream.collect::<Vec<_>>())
+        .await
+        .expect("the history ends")
+}
+
+fn lines(events: &[LogEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LogEvent::Log(l) => Some(format!("{} {}", l.pod, l.line)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_utf8_are_replaced_even_when_split_across_chunks() {
+    let handler: Arc<Handler> = Arc::new(|path, _query| {
+        if path.ends_with("/log") {
+            Answer::log(vec![
+                b"2026-05-01T12:00:00.000000000Z caf\xc3".to_vec(),
+                b"\xa9 \xff\xfe end\n2026-05-01T12:00:01.000".to_vec(),
+                b"000000Z next\n".to_vec(),
+            ])
+        } else {
+            pod_list(vec![pod("shop", "web-0")])
+        }
+    });
+    let client = fake_client(handler, Arc::default());
+
+    let events = collect(client, LogQuery::new("shop", "app=web")).await;
+
+    assert_eq!(
+        lines(&events),
+        ["web-0 café \u{fffd}\u{fffd} end", "web-0 next"]
+    );
+}
+
+#[tokio::test]
+async fn a_forbidden_namespace_is_an_error_event_while_the_others_go_on() {
+    let handler: Arc<Handler> = Arc::new(|path, _query| {
+        if path.ends_with("/log") {
+            Answer::log(vec![b"2026-05-01T12:00:00.000000000Z hello\n".to_vec()])
+        } else if path.contains("/namespaces/secret/") {
+            forbidden("secret")
+        } else {
+            pod_list(vec![pod("shop", "web-0")])
+        }
+    });
+    let client = fake_client(handler, Arc::default());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.namespaces = Namespaces::Some(vec!["shop".into(), "secret".into()]);
+
+    let events = collect(client, query).await;
+
+    assert_eq!(lines(&events), ["web-0 hello"]);
+    let error = events.iter().find_map(|e| match e {
+        LogEvent::Event(s) if s.event == EventKind::Error => Some(s.message.clone()),
+        _ => None,
+    });
+    let error = error.expect("an error event");
+    assert!(
+        error.starts_with("not allowed to list pods in namespace secret"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn every_namespace_forbidden_fails_before_streaming() {
+    let handler: Arc<Handler> = Arc::new(|_path, _query| forbidden("shop"));
+    let client = fake_client(handler, Arc::default());
+
+    let err = podlogs::open(client, LogQuery::new("shop", "app=web"))
+        .await
+        .unwrap_err();
+
+    match err {
+        podlogs::Error::Forbidden {
+            verb,
+            resource,
+            namespace,
+            ..
+        } => {
+            assert_eq!((verb.as_str(), resource.as_str()), ("list", "pods"));
+            assert_eq!(namespace.as_deref(), Some("shop"));
+        }
+        other => panic!("not forbidden: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn no_pods_without_follow_fails_before_streaming() {
+    let handler: Arc<Handler> = Arc::new(|_path, _query| pod_list(vec![]));
+    let client = fake_client(handler, Arc::default());
+
+    let err = podlogs::open(client, LogQuery::new("shop", "app=web"))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, podlogs::Error::NoPods { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_failing_log_request_is_retried() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let handler: Arc<Handler> = Arc::new(move |path, _query| {
+        if !path.ends_with("/log") {
+            return pod_list(vec![pod("shop", "web-0")]);
+        }
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Answer::json(
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "etcd is slow", "reason": "InternalError", "code": 500}),
+            );
+        }
+        Answer::log(vec![
+            b"2026-05-01T12:00:00.000000000Z after a retry\n".to_vec(),
+        ])
+    });
+    let client = fake_client(handler, Arc::default());
+
+    let events = collect(client, LogQuery::new("shop", "app=web")).await;
+
+    assert_eq!(lines(&events), ["web-0 after a retry"]);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn log_requests_always_ask_for_timestamps_and_name_the_container() {
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler: Arc<Handler> = Arc::new(|path, _query| {
+        if path.ends_with("/log") {
+            Answer::log(vec![])
+        } else {
+            pod_list(vec![pod("shop", "web-0")])
+        }
+    });
+    let client = fake_client(handler, requests.clone());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.tail_lines = Some(5);
+
+    collect(client, query).await;
+
+    let seen = requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let log = seen
+        .iter()
+        .find(|r| r.contains("/log?"))
+        .expect("a log request");
+    assert!(log.contains("container=app"), "{log}");
+    assert!(log.contains("timestamps=true"), "{log}");
+    assert!(log.contains("tailLines=5"), "{log}");
+    assert!(!log.contains("follow"), "{log}");
+}
