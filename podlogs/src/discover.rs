@@ -54,6 +54,8 @@ pub(crate) struct Discovery {
     tails: HashMap<(String, String), TailEntry>,
     pods: HashMap<String, PodEntry>,
     announced_waiting: HashSet<(String, String)>,
+    /// A `waiting` event for "no pods yet" went out and no pod came since.
+    announced_no_pods: bool,
     tasks: JoinSet<()>,
     /// Where tails started after the initial list go.
     later: Option<mpsc::UnboundedSender<mpsc::Receiver<TailMsg>>>,
@@ -70,6 +72,7 @@ impl Discovery {
             tails: HashMap::new(),
             pods: HashMap::new(),
             announced_waiting: HashSet::new(),
+            announced_no_pods: false,
             tasks: JoinSet::new(),
             later: None,
             status: None,
@@ -239,6 +242,7 @@ impl Discovery {
         let uid = pod.uid().unwrap_or_default();
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
+        self.announced_no_pods = false;
         let deleted = self
             .pods
             .entry(uid.clone())
@@ -262,7 +266,7 @@ impl Discovery {
                         &name,
                         Some(&container.name),
                         EventKind::Waiting,
-                        format!("container is waiting to start: {reason}"),
+                        reason.clone(),
                     ));
                 }
                 continue;
@@ -343,7 +347,15 @@ impl Discovery {
         .await;
     }
 
+    /// Records that the caller already said no pods match.
+    pub(crate) fn no_pods_announced(&mut self) {
+        self.announced_no_pods = true;
+    }
+
     async fn send_waiting(&mut self) {
+        if std::mem::replace(&mut self.announced_no_pods, true) {
+            return;
+        }
         let message = format!(
             "no pods match {} in {} yet; waiting for them",
             self.query.selector,

@@ -133,6 +133,7 @@ pub async fn open(client: Client, query: LogQuery) -> Result<LogStream, Error> {
         });
     }
     if pods.is_empty() {
+        discovery.no_pods_announced();
         events.push(status_event(
             "",
             "",
@@ -241,6 +242,12 @@ fn namespace_of(namespaces: &Namespaces, scope: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_stream_can_move_between_tasks() {
+        fn assert_movable<T: futures::Stream<Item = LogEvent> + Send + Unpin + 'static>() {}
+        assert_movable::<LogStream>();
+    }
 
     #[test]
     fn forbidden_names_the_missing_permission() {

@@ -365,8 +365,8 @@ impl Tail {
                             tokio::time::sleep(delay).await;
                             continue;
                         }
-                        Failure::Refused(_) if !first => {
-                            // The container stopped between the end of the stream and now.
+                        Failure::Refused(_) if !(first && skipped_history) => {
+                            // The container was readable moments ago: it stopped since.
                             return self.finish().await;
                         }
                         other => return self.report(other).await,

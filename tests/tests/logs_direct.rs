@@ -957,3 +957,55 @@ async fn ctrl_c_exits_with_130() {
     assert_eq!(status.code(), Some(130));
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_survives_a_cut_watch() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-20.0, "a1")]))).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f"]));
+    follow.stdout_until(|l| l == "web-a app a1").await;
+
+    c.sim.handle().cut_watch_streams(Cut::default());
+    c.sim
+        .handle()
+        .add_pod(web_pod("web-b", &[(0.0, "after the cut")]));
+    follow
+        .stdout_until(|l| l == "web-b app after the cut")
+        .await;
+
+    follow.stop().await;
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_follows_the_sample_app_until_ctrl_c() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(aether_tests::bin("kubectl-aether"));
+    cmd.args(["demo", "-o", "json"])
+        .env("HOME", home.path())
+        .env_remove("KUBECONFIG")
+        .env_remove("AETHER_LOGS_FORMAT")
+        .kill_on_drop(true);
+    let mut follow = Follow::start(cmd);
+
+    let line = follow
+        .stdout_until(|l| l.contains("\"type\":\"log\""))
+        .await;
+    let event: LogEvent = serde_json::from_str(&line).expect("an event");
+    let LogEvent::Log(log) = event else {
+        panic!("not a log line: {line}")
+    };
+    assert!(log.pod.starts_with("web-"), "{line}");
+    assert_eq!(log.namespace, "demo");
+
+    let pid = follow.child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(WAIT, follow.child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+}
