@@ -91,15 +91,25 @@ async fn follow(
 ) -> Result<(), Closed> {
     let mut later_open = true;
     loop {
-        tokio::select! {
-            joined = later.recv(), if later_open => match joined {
-                Some(rx) => live.push(receiver_stream(rx)),
-                None => later_open = false,
-            },
-            msg = live.next(), if !live.is_empty() => forward(msg, out).await?,
+        let step = tokio::select! {
+            joined = later.recv(), if later_open => Step::Joined(joined),
+            msg = live.next(), if !live.is_empty() => Step::Message(msg),
             else => return Ok(()),
+        };
+        match step {
+            Step::Joined(Some(rx)) => live.push(receiver_stream(rx)),
+            Step::Joined(None) => later_open = false,
+            Step::Message(msg) => forward(msg, out).await?,
         }
     }
+}
+
+/// What the live merge got next.
+enum Step {
+    /// A tail started after the initial list (or `None`: no more will come).
+    Joined(Option<mpsc::Receiver<TailMsg>>),
+    /// A message from one of the live tails.
+    Message(Option<TailMsg>),
 }
 
 async fn forward(msg: Option<TailMsg>, out: &mpsc::Sender<LogEvent>) -> Result<(), Closed> {

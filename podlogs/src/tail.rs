@@ -431,9 +431,13 @@ impl Tail {
                     }
                 }
                 None => {
-                    tokio::select! {
-                        chunk = next_chunk(&mut reader) => chunk,
-                        () = stopped(stop) => {
+                    let next = tokio::select! {
+                        chunk = next_chunk(&mut reader) => Some(chunk),
+                        () = stopped(stop) => None,
+                    };
+                    match next {
+                        Some(chunk) => chunk,
+                        None => {
                             deadline = Some(Instant::now() + STOP_GRACE);
                             continue;
                         }
