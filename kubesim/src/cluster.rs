@@ -188,6 +188,8 @@ pub(crate) struct Cluster {
     pub watch_cuts: broadcast::Sender<Cut>,
     requests: Mutex<VecDeque<RequestRecord>>,
     faults: Mutex<Faults>,
+    /// Lines written by generators, fixed future lines and WriteLine, since start.
+    pub lines_written: std::sync::atomic::AtomicU64,
 }
 
 /// A line and when it was written.
@@ -315,6 +317,7 @@ impl Cluster {
                 retry_after: None,
                 delay: Duration::ZERO,
             }),
+            lines_written: std::sync::atomic::AtomicU64::new(0),
         });
         for pod in &scenario.pods {
             cluster.add_pod(pod);
@@ -574,7 +577,11 @@ impl Cluster {
                     .and_then(|p| p.container(container))
                     .is_some_and(|c| matches!(c.state, CState::Running { .. }));
                 match self.log_box(namespace, pod, container) {
-                    Some(logs) if running => logs.write(&[(Utc::now(), text.clone())]),
+                    Some(logs) if running => {
+                        logs.write(&[(Utc::now(), text.clone())]);
+                        self.lines_written
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     _ => tracing::warn!(
                         namespace = %namespace, pod = %pod, container = %container,
                         "no running container to write to; line dropped"
@@ -737,9 +744,13 @@ impl Cluster {
                 }
             }
         }
+        let mut count = 0;
         for (logs, lines) in batches {
+            count += lines.len() as u64;
             logs.write(&lines);
         }
+        self.lines_written
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The service with this name.

@@ -418,6 +418,13 @@ impl SimHandle {
             .filter(|id| !id.is_empty())
     }
 
+    /// How many lines containers have written since start (history lines not counted).
+    pub fn lines_written(&self) -> u64 {
+        self.cluster
+            .lines_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// When the simulator started; scenario times are relative to it.
     pub fn start_time(&self) -> chrono::DateTime<chrono::Utc> {
         self.cluster.start
