@@ -76,11 +76,9 @@ struct Entry {
 pub struct Authorizer {
     client: kube::Client,
     audience: String,
-    ttl: Duration,
-    capacity: usize,
     timeout: Duration,
     metrics: Arc<Metrics>,
-    cache: Mutex<HashMap<(String, String, String), Entry>>,
+    cache: Mutex<DecisionCache>,
 }
 
 impl Authorizer {
@@ -97,11 +95,9 @@ impl Authorizer {
         Authorizer {
             client,
             audience,
-            ttl,
-            capacity,
             timeout,
             metrics,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(DecisionCache::new(ttl, capacity)),
         }
     }
 
@@ -219,40 +215,147 @@ impl Authorizer {
         })
     }
 
-    fn cached(&self, key: &(String, String, String)) -> Option<Identity> {
-        let cache = self.cache.lock().ok()?;
-        cache
+    fn cached(&self, key: &CacheKey) -> Option<Identity> {
+        self.cache.lock().ok()?.get(key, Instant::now())
+    }
+
+    fn remember(&self, key: CacheKey, identity: Identity) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(key, identity, Instant::now());
+        }
+    }
+}
+
+/// Token, namespace and app.
+type CacheKey = (String, String, String);
+
+/// Positive decisions, each valid for a while, at most `capacity` of them: when full, expired
+/// entries go first, then the one closest to expiring.
+#[derive(Debug)]
+struct DecisionCache {
+    ttl: Duration,
+    capacity: usize,
+    entries: HashMap<CacheKey, Entry>,
+}
+
+impl DecisionCache {
+    fn new(ttl: Duration, capacity: usize) -> Self {
+        DecisionCache {
+            ttl,
+            capacity,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&self, key: &CacheKey, now: Instant) -> Option<Identity> {
+        self.entries
             .get(key)
-            .filter(|e| e.expires > Instant::now())
+            .filter(|e| e.expires > now)
             .map(|e| e.identity.clone())
     }
 
-    fn remember(&self, key: (String, String, String), identity: Identity) {
+    fn insert(&mut self, key: CacheKey, identity: Identity, now: Instant) {
         if self.capacity == 0 || self.ttl.is_zero() {
             return;
         }
-        let Ok(mut cache) = self.cache.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        if cache.len() >= self.capacity {
-            cache.retain(|_, e| e.expires > now);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            self.entries.retain(|_, e| e.expires > now);
         }
-        if cache.len() >= self.capacity {
-            let oldest = cache
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            let oldest = self
+                .entries
                 .iter()
                 .min_by_key(|(_, e)| e.expires)
                 .map(|(k, _)| k.clone());
             if let Some(oldest) = oldest {
-                cache.remove(&oldest);
+                self.entries.remove(&oldest);
             }
         }
-        cache.insert(
+        self.entries.insert(
             key,
             Entry {
                 identity,
                 expires: now + self.ttl,
             },
         );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(token: &str) -> CacheKey {
+        (token.into(), "shop".into(), "web".into())
+    }
+
+    fn identity(name: &str) -> Identity {
+        Identity {
+            username: name.into(),
+            uid: None,
+            groups: Vec::new(),
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_decision_expires_after_its_ttl() {
+        let mut cache = DecisionCache::new(Duration::from_secs(30), 10);
+        let now = Instant::now();
+        cache.insert(key("t"), identity("ci"), now);
+        assert_eq!(
+            cache.get(&key("t"), now + Duration::from_secs(29)),
+            Some(identity("ci"))
+        );
+        assert_eq!(cache.get(&key("t"), now + Duration::from_secs(30)), None);
+    }
+
+    #[test]
+    fn a_decision_is_per_token_namespace_and_app() {
+        let mut cache = DecisionCache::new(Duration::from_secs(30), 10);
+        let now = Instant::now();
+        cache.insert(key("t"), identity("ci"), now);
+        assert_eq!(cache.get(&key("u"), now), None);
+        assert_eq!(
+            cache.get(&("t".into(), "shop".into(), "db".into()), now),
+            None
+        );
+        assert_eq!(
+            cache.get(&("t".into(), "pay".into(), "web".into()), now),
+            None
+        );
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_then_the_oldest_entry() {
+        let mut cache = DecisionCache::new(Duration::from_secs(30), 2);
+        let now = Instant::now();
+        cache.insert(key("a"), identity("a"), now);
+        cache.insert(key("b"), identity("b"), now + Duration::from_secs(1));
+        cache.insert(key("c"), identity("c"), now + Duration::from_secs(2));
+        assert_eq!(cache.len(), 2);
+        let later = now + Duration::from_secs(3);
+        assert_eq!(cache.get(&key("a"), later), None);
+        assert!(cache.get(&key("b"), later).is_some());
+        assert!(cache.get(&key("c"), later).is_some());
+
+        cache.insert(key("d"), identity("d"), now + Duration::from_secs(40));
+        assert_eq!(cache.len(), 1, "expired entries go first");
+    }
+
+    #[test]
+    fn a_zero_ttl_or_size_remembers_nothing() {
+        let now = Instant::now();
+        let mut off = DecisionCache::new(Duration::ZERO, 10);
+        off.insert(key("t"), identity("ci"), now);
+        assert_eq!(off.len(), 0);
+        let mut empty = DecisionCache::new(Duration::from_secs(30), 0);
+        empty.insert(key("t"), identity("ci"), now);
+        assert_eq!(empty.len(), 0);
     }
 }

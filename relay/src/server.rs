@@ -363,10 +363,11 @@ async fn logs(
             state.metrics.auth_decision(AuthOutcome::Unauthenticated);
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "a bearer token is required; send Authorization: Bearer <token> with a token \
-                 for audience "
-                    .to_string()
-                    + &state.config.audience,
+                format!(
+                    "a bearer token is required; send Authorization: Bearer <token> with a \
+                     token for audience {}",
+                    state.config.audience
+                ),
             )
         })?),
         AuthMode::ServiceProxy => None,

@@ -956,6 +956,61 @@ async fn websocket_in_token_mode_needs_the_token() {
     env.finish().await;
 }
 
+#[tokio::test]
+async fn a_follow_stream_picks_up_new_pods_and_reports_restarts() {
+    let env = Env::start(AuthMode::ServiceProxy, |_| {}).await;
+    let response = env
+        .get(
+            "/apps/web/logs?namespace=shop&follow=true&tail_lines=0",
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut reader = EventReader::new(response);
+    let mut started = 0;
+    reader
+        .until(|e| {
+            started +=
+                usize::from(matches!(e, LogEvent::Event(s) if s.event == EventKind::Started));
+            started == 2
+        })
+        .await;
+
+    let handle = env.sim.handle();
+    handle.add_pod(
+        Pod::new("web-2")
+            .in_namespace("shop")
+            .label("app", "web")
+            .container(Container::new("app")),
+    );
+    handle.add_pod(
+        Pod::new("db-1")
+            .in_namespace("shop")
+            .label("app", "db")
+            .container(Container::new("app")),
+    );
+    reader.until(|e| matches!(e, LogEvent::Event(s) if s.event == EventKind::Started && s.pod == "web-2")).await;
+    handle.write_line("shop", "db-1", "app", "not for web");
+    handle.write_line("shop", "web-2", "app", "new pod speaks");
+    let seen = reader
+        .until(|e| matches!(e, LogEvent::Log(l) if l.line == "new pod speaks"))
+        .await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, LogEvent::Log(l) if l.pod == "db-1")),
+        "another app's pod leaked in: {seen:?}"
+    );
+
+    handle.restart_container("shop", "web-0", "app", 137, "OOMKilled");
+    let seen = reader
+        .until(|e| matches!(e, LogEvent::Event(s) if s.event == EventKind::Restarted && s.pod == "web-0"))
+        .await;
+    assert!(!seen.is_empty());
+    drop(reader);
+    env.finish().await;
+}
+
 /// A strict reader of the Prometheus text exposition format, as far as the relay uses it.
 mod prometheus {
     use std::collections::{BTreeMap, BTreeSet};
