@@ -118,15 +118,10 @@ pub(crate) fn log_options(pod: &str, query: &Query) -> Result<LogOptions, ApiErr
 }
 
 fn invalid(pod: &str, errors: &[(String, String)]) -> ApiError {
+    // A field error prints as `<path>: <body>`; the path of the since conflict is empty.
     let rendered: Vec<String> = errors
         .iter()
-        .map(|(field, msg)| {
-            if field.is_empty() {
-                format!("[]: {msg}")
-            } else {
-                format!("{field}: {msg}")
-            }
-        })
+        .map(|(field, msg)| format!("{field}: {msg}"))
         .collect();
     let joined = if rendered.len() == 1 {
         rendered[0].clone()
@@ -136,8 +131,12 @@ fn invalid(pod: &str, errors: &[(String, String)]) -> ApiError {
     let causes: Vec<Value> = errors
         .iter()
         .map(|(field, msg)| {
-            let reason = if msg.starts_with("Forbidden") { "FieldValueForbidden" } else { "FieldValueInvalid" };
-            json!({"reason": reason, "message": msg, "field": if field.is_empty() { "[]" } else { field.as_str() }})
+            let reason = if msg.starts_with("Forbidden") {
+                "FieldValueForbidden"
+            } else {
+                "FieldValueInvalid"
+            };
+            json!({"reason": reason, "message": msg, "field": field})
         })
         .collect();
     ApiError {
@@ -731,11 +730,10 @@ mod tests {
     fn since_seconds_with_since_time_is_forbidden() {
         let e = opts("sinceSeconds=5&sinceTime=2026-05-01T12:00:00Z").unwrap_err();
         assert_eq!(e.code, 422);
-        assert!(
-            e.message
-                .contains("at most one of `sinceTime` or `sinceSeconds`"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.message,
+            "PodLogOptions \"web-0\" is invalid: : Forbidden: at most one of `sinceTime` or \
+             `sinceSeconds` may be specified"
         );
     }
 

@@ -1185,3 +1185,199 @@ async fn kube_rs_lists_follows_and_watches_over_tls() {
     );
     sim.shutdown().await;
 }
+
+// --- more faults and lifecycle ------------------------------------------------------------
+
+#[tokio::test]
+async fn a_mid_line_cut_sends_half_a_line_then_ends_cleanly() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let follow = tokio::spawn(async move {
+        let path = "/api/v1/namespaces/shop/pods/single/log?follow=true&tailLines=0";
+        request(addr, "GET", Some(&token), path, None).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cut = Cut {
+        mode: CutMode::MidLine,
+        pod: Some("single".into()),
+        ..Cut::default()
+    };
+    handle.cut_log_streams(cut);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.write_line("shop", "single", "main", "abcdefgh");
+    let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(reply.text(), "abcd");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cuts_for_other_pods_leave_a_stream_alone() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let follow = tokio::spawn(async move {
+        let path = "/api/v1/namespaces/shop/pods/single/log?follow=true";
+        request(addr, "GET", Some(&token), path, None).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.cut_log_streams(Cut {
+        pod: Some("web-0".into()),
+        ..Cut::default()
+    });
+    handle.write_line("shop", "single", "main", "still here");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.cut_log_streams(Cut {
+        pod: Some("single".into()),
+        ..Cut::default()
+    });
+    let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(reply.text(), "hello\nstill here\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_clean_watch_cut_ends_the_stream_with_its_final_chunk() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let watch = tokio::spawn(async move {
+        request(addr, "GET", Some(&token), "/api/v1/pods?watch=true", None).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.cut_watch_streams(Cut::default());
+    let reply = timeout(LIMIT, watch).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(
+        reply
+            .text()
+            .lines()
+            .filter(|l| l.contains("\"ADDED\""))
+            .count(),
+        5
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_pod_ends_its_follow_and_answers_not_found_after() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let follow = tokio::spawn(async move {
+        let path = "/api/v1/namespaces/shop/pods/single/log?follow=true";
+        request(addr, "GET", Some(&token), path, None).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.delete_pod("shop", "single");
+    let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(
+        get(&sim, "alice", "/api/v1/namespaces/shop/pods/single")
+            .await
+            .status,
+        404
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_next_500_is_an_internal_error_status() {
+    let sim = plain(shop()).await;
+    sim.handle().fail_next(1, 500, None);
+    let reply = get(&sim, "alice", "/api/v1/pods").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.json()["reason"], "InternalError");
+    assert!(reply.headers.get("retry-after").is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_delay_still_answers() {
+    let sim = plain(shop()).await;
+    sim.handle().set_delay(Duration::from_millis(50));
+    assert_eq!(get(&sim, "alice", "/api/v1/pods").await.status, 200);
+    sim.handle().set_delay(Duration::ZERO);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn repeated_timeline_actions_keep_restarting() {
+    let restart = Action::RestartContainer {
+        namespace: "shop".into(),
+        pod: "single".into(),
+        container: "main".into(),
+        exit_code: 2,
+        reason: "Error".into(),
+    };
+    let sim = plain(shop().every(0.05, 0.05, restart)).await;
+    let mut restarts = 0;
+    for _ in 0..100 {
+        let pod = get(&sim, "alice", "/api/v1/namespaces/shop/pods/single")
+            .await
+            .json();
+        restarts = pod["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0);
+        if restarts >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restarts >= 3, "restarted {restarts} times");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn rules_reviews_list_the_rules_bound_in_the_namespace() {
+    let sim = plain(shop()).await;
+    let token = sim.token("bob").expect("bob");
+    let path = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+    let review = |ns: &str| {
+        let body = json!({"kind": "SelfSubjectRulesReview",
+            "apiVersion": "authorization.k8s.io/v1", "spec": {"namespace": ns}});
+        Some(("application/json", body.to_string().into_bytes()))
+    };
+    let reply = request(sim.addr(), "POST", Some(&token), path, review("shop")).await;
+    assert_eq!(reply.status, 201);
+    let rules = reply.json()["status"]["resourceRules"].clone();
+    assert!(
+        rules
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["resources"] == json!(["pods"]))
+    );
+    let reply = request(sim.addr(), "POST", Some(&token), path, review("other")).await;
+    let rules = reply.json()["status"]["resourceRules"].clone();
+    assert!(
+        !rules
+            .as_array()
+            .expect("rules")
+            .iter()
+            .any(|r| r["resources"] == json!(["pods"]))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_without_a_token_are_anonymous_and_forbidden() {
+    let sim = plain(shop()).await;
+    let reply = request(sim.addr(), "GET", None, "/api/v1/pods", None).await;
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.json()["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("system:anonymous")
+    );
+    let reply = request(sim.addr(), "GET", None, "/version", None).await;
+    assert_eq!(reply.status, 200);
+    sim.shutdown().await;
+}
