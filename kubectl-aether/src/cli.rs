@@ -67,6 +67,9 @@ answers \"what did the app say\"), and with its last 10 lines when following (so
 long-running app shows recent context, not hours of history). New pods and restarted \
 containers are always read from their first line.
 
+Log lines go to stdout; status lines to stderr: `+ pod › container` (stream started), `-` (ended, \
+pod deleted), `~` (restarted, reconnected), `!` (error, possible gap), `*` (waiting).
+
 Exit status: 0 when done (or stdout was closed), 1 on errors, 2 on bad flags, 130 on Ctrl-C.")]
 pub struct LogsArgs {
     /// The app: selects pods labelled app=APP.

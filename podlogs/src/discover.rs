@@ -287,6 +287,14 @@ impl Discovery {
                         self.query.max_streams
                     ),
                 ));
+                // Remember the instance so the refusal is said once, not on every update.
+                self.tails.insert(
+                    key,
+                    TailEntry {
+                        instance,
+                        done: None,
+                    },
+                );
                 continue;
             }
             let restarted = previous.as_ref().map(|_| {

@@ -102,7 +102,7 @@ impl Formatter {
         let opts = self.options;
         if opts.format == OutputFormat::Text {
             let pod_color = color_of(&line.pod);
-            let container_color = color_of(&format!("{}/{}", line.pod, line.container));
+            let container_color = color_of_container(&line.pod, &line.container);
             self.paint(pod_color, &line.pod);
             self.buf.push(' ');
             self.paint(container_color, &line.container);
@@ -127,7 +127,7 @@ impl Formatter {
             let pod = escape(&ev.pod).into_owned();
             self.paint(color_of(&ev.pod), &pod);
             if let Some(container) = &ev.container {
-                let container_color = color_of(&format!("{}/{}", ev.pod, container));
+                let container_color = color_of_container(&ev.pod, container);
                 self.buf.push_str(" › ");
                 let container = escape(container).into_owned();
                 self.paint(container_color, &container);
@@ -173,14 +173,33 @@ fn mark_of(kind: EventKind) -> (&'static str, u8) {
     }
 }
 
-/// The palette color of a name: the same name always gets the same color, on every run.
+/// The palette color of a pod name: the same name always gets the same color, on every run.
 pub fn color_of(name: &str) -> u8 {
-    // FNV-1a: stable across runs and Rust versions, unlike the std hasher.
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        hash ^= u32::from(b);
+    palette(fnv(FNV_OFFSET, name.as_bytes()))
+}
+
+/// The palette color of a container of a pod, stable like [`color_of`]; the same container
+/// name in two pods may get two colors, so that neighbouring lines stay apart.
+pub fn color_of_container(pod: &str, container: &str) -> u8 {
+    let hash = fnv(
+        fnv(fnv(FNV_OFFSET, pod.as_bytes()), b"/"),
+        container.as_bytes(),
+    );
+    palette(hash)
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+
+/// FNV-1a: stable across runs and Rust versions, unlike the std hasher.
+fn fnv(mut hash: u32, bytes: &[u8]) -> u32 {
+    for b in bytes {
+        hash ^= u32::from(*b);
         hash = hash.wrapping_mul(0x0100_0193);
     }
+    hash
+}
+
+fn palette(hash: u32) -> u8 {
     PALETTE[(hash as usize) % PALETTE.len()]
 }
 
@@ -368,6 +387,11 @@ mod tests {
             "{out:?}"
         );
         assert!(out.ends_with(" hi\n"), "{out:?}");
+    }
+
+    #[test]
+    fn container_colors_hash_pod_and_container_together() {
+        assert_eq!(color_of_container("web-0", "app"), color_of("web-0/app"));
     }
 
     #[test]
