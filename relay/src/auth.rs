@@ -182,12 +182,19 @@ impl Authorizer {
             },
             ..Default::default()
         };
-        let api: Api<TokenReview> = Api::all(self.client.clone());
-        let answer =
-            tokio::time::timeout(self.timeout, api.create(&PostParams::default(), &review))
-                .await
-                .map_err(|_| AuthError::TokenReviewFailed(None))?
-                .map_err(|e| AuthError::TokenReviewFailed(Some(e)))?;
+        // The answer echoes the token. `Api::create` logs the body of an answer it cannot
+        // parse, so the request is made and parsed here, where nothing logs it.
+        let body = serde_json::to_vec(&review)
+            .map_err(|e| AuthError::TokenReviewFailed(Some(kube::Error::SerdeError(e))))?;
+        let request = kube::core::Request::new("/apis/authentication.k8s.io/v1/tokenreviews")
+            .create(&PostParams::default(), body)
+            .map_err(|e| AuthError::TokenReviewFailed(Some(kube::Error::BuildRequest(e))))?;
+        let text = tokio::time::timeout(self.timeout, self.client.request_text(request))
+            .await
+            .map_err(|_| AuthError::TokenReviewFailed(None))?
+            .map_err(|e| AuthError::TokenReviewFailed(Some(e)))?;
+        let answer: TokenReview = serde_json::from_str(&text)
+            .map_err(|e| AuthError::TokenReviewFailed(Some(kube::Error::SerdeError(e))))?;
 
         let unauthenticated = || AuthError::Unauthenticated {
             audience: self.audience.clone(),

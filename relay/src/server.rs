@@ -16,7 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -34,6 +34,9 @@ use crate::stream::{Closed, PumpEnd, PumpOptions, Sink, pump};
 
 /// Response bodies.
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The header carrying [`podlogs::SCHEMA_VERSION`].
 pub const SCHEMA_HEADER: &str = "x-aether-schema-version";
@@ -107,7 +110,13 @@ where
                             let state = state.clone();
                             async move { Ok::<_, Infallible>(route(state, peer, req).await) }
                         });
-                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        // A client that never finishes its headers does not hold a
+                        // connection forever.
+                        builder
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_READ_TIMEOUT);
                         let conn =
                             builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
                         if let Err(error) = watcher.watch(conn).await {
