@@ -4,6 +4,21 @@
 //! stream of [`LogEvent`]s and formats them. It knows neither a terminal nor an HTTP server:
 //! callers pass in the client and the writers. Entry point: [`open`].
 //!
+//! What a [`LogStream`] carries, in order:
+//!
+//! - `started` once per container stream; `waiting` for containers that cannot be read yet
+//!   (and, with follow, once when no pod matches yet); `error` for a namespace that may not be
+//!   listed while others may;
+//! - the history (lines before the call, bounded by `tail_lines` and `since`) in timestamp
+//!   order across every pod and container;
+//! - with follow, live lines as they arrive, plus `restarted` (a new container instance, read
+//!   from its first line), `reconnected` (a stream reopened without loss or duplicates), `gap`
+//!   (the reopened stream could not prove that nothing was missed), `ended` (the container
+//!   stopped; the message says how), `pod_deleted` and `error` (one stream failed; the others
+//!   go on).
+//!
+//! Without follow the stream ends when the history is out. Dropping it stops every task.
+//!
 //! ```no_run
 //! # async fn example(client: kube::Client) -> Result<(), podlogs::Error> {
 //! use futures::StreamExt;
