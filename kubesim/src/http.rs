@@ -14,7 +14,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::cluster::{CState, Cluster};
 use crate::objects;
@@ -691,28 +691,89 @@ async fn pods_collection(
     if watch {
         return stream::watch_pods(ctx, ns, labels, fields, query, wants_table(req));
     }
+    let limit = query.int("limit")?.filter(|n| *n > 0).map(|n| n as usize);
+    let after = match query.get("continue") {
+        Some(token) if !token.is_empty() => Some(decode_continue(token)?),
+        _ => None,
+    };
     let state = ctx.cluster.state();
-    let pods: Vec<_> = state
+    let mut pods: Vec<_> = state
         .pods
         .values()
         .filter(|p| ns.is_empty() || p.namespace == ns)
         .filter(|p| labels.matches(&p.labels) && fields.matches(&|f| p.field(f)))
+        .filter(|p| after.as_ref().is_none_or(|key| pod_key(p) > *key))
         .collect();
-    if wants_table(req) {
+
+    // A limit pages the list: the rest is behind a continue token, as with etcd.
+    let mut page = Map::new();
+    page.insert(
+        "resourceVersion".to_string(),
+        json!(state.resource_version.to_string()),
+    );
+    if let Some(limit) = limit
+        && pods.len() > limit
+    {
+        let remaining = pods.len() - limit;
+        pods.truncate(limit);
+        if let Some(last) = pods.last() {
+            page.insert(
+                "continue".to_string(),
+                json!(encode_continue(state.resource_version, &pod_key(last))),
+            );
+        }
+        if query.get("labelSelector").unwrap_or("").is_empty()
+            && query.get("fieldSelector").unwrap_or("").is_empty()
+        {
+            page.insert("remainingItemCount".to_string(), json!(remaining));
+        }
+    }
+
+    let mut value = if wants_table(req) {
         let mut table = objects::pod_table(&pods, state.resource_version, Utc::now());
         include_objects(&mut table, &pods, query, ctx.cluster.start);
-        return ok_json(&table);
+        table
+    } else {
+        let items = pods
+            .iter()
+            .map(|p| objects::pod_json(p, ctx.cluster.start))
+            .collect();
+        objects::list("PodList", "v1", state.resource_version, items)
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.insert("metadata".to_string(), Value::Object(page));
     }
-    let items = pods
-        .iter()
-        .map(|p| objects::pod_json(p, ctx.cluster.start))
-        .collect();
-    ok_json(&objects::list(
-        "PodList",
-        "v1",
-        state.resource_version,
-        items,
-    ))
+    ok_json(&value)
+}
+
+/// The key a pod sorts by in a list, as its etcd key would.
+fn pod_key(p: &crate::cluster::PodRec) -> String {
+    format!("{}/{}", p.namespace, p.name)
+}
+
+fn encode_continue(resource_version: u64, last_key: &str) -> String {
+    use base64::Engine;
+    let token =
+        json!({"v": "meta.k8s.io/v1", "rv": resource_version, "start": format!("{last_key}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
+}
+
+/// The key after which a continued list resumes.
+fn decode_continue(token: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    let invalid = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?;
+    if value["v"] != "meta.k8s.io/v1" {
+        return Err(invalid("server does not recognize this encoded key"));
+    }
+    let start = value["start"]
+        .as_str()
+        .ok_or_else(|| invalid("no start key"))?;
+    Ok(start.trim_end_matches('\u{0}').to_string())
 }
 
 fn include_objects(

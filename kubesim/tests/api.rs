@@ -1381,3 +1381,126 @@ async fn requests_without_a_token_are_anonymous_and_forbidden() {
     assert_eq!(reply.status, 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_limit_pages_the_list_behind_a_continue_token() {
+    let sim = plain(shop()).await;
+    let first = get(&sim, "alice", "/api/v1/namespaces/shop/pods?limit=2")
+        .await
+        .json();
+    let names = |list: &Value| -> Vec<String> {
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(names(&first), ["crashing", "creating"]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 3);
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    let path = format!("/api/v1/namespaces/shop/pods?limit=2&continue={token}");
+    let second = get(&sim, "alice", &path).await.json();
+    assert_eq!(names(&second), ["pending", "single"]);
+    let token = second["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    let path = format!("/api/v1/namespaces/shop/pods?limit=2&continue={token}");
+    let third = get(&sim, "alice", &path).await.json();
+    assert_eq!(names(&third), ["web-0"]);
+    assert!(third["metadata"]["continue"].is_null());
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods?continue=garbage",
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn since_seconds_skips_older_lines() {
+    let sim = plain(shop()).await;
+    sim.handle().write_line("shop", "web-0", "app", "fresh");
+    let path = "/api/v1/namespaces/shop/pods/web-0/log?container=app&sinceSeconds=2";
+    assert_eq!(get(&sim, "alice", path).await.text(), "trois é\nfresh\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_service_proxy_streams_chunks_as_they_come() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend = listener.local_addr().expect("addr");
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = vec![0u8; 4096];
+        let _ = timeout(LIMIT, stream.read(&mut buf)).await;
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n";
+        let _ = stream.write_all(head.as_bytes()).await;
+        let _ = timeout(LIMIT, release_rx).await;
+        let _ = stream.write_all(b"7\r\nsecond\n\r\n0\r\n\r\n").await;
+    });
+    let sim = plain(shop()).await;
+    sim.handle()
+        .set_service_backend("aether-system", "aether-relay", backend);
+    let token = sim.token("alice").expect("alice");
+    let stream = TcpStream::connect(sim.addr()).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let req = Request::get("/api/v1/namespaces/aether-system/services/aether-relay/proxy/stream")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = timeout(LIMIT, sender.send_request(req))
+        .await
+        .expect("in time")
+        .expect("answer");
+    let mut body = resp.into_body();
+    let first = timeout(LIMIT, body.frame())
+        .await
+        .expect("the first chunk before the second");
+    let first = first
+        .expect("a frame")
+        .expect("data")
+        .into_data()
+        .expect("data");
+    assert_eq!(&first[..], b"first\n");
+    let _ = release_tx.send(());
+    let rest = timeout(LIMIT, body.collect())
+        .await
+        .expect("in time")
+        .expect("rest")
+        .to_bytes();
+    assert_eq!(&rest[..], b"second\n");
+    server.abort();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_backend_is_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = listener.local_addr().expect("addr");
+    drop(listener);
+    let sim = plain(shop()).await;
+    sim.handle()
+        .set_service_backend("aether-system", "aether-relay", closed);
+    let path = "/api/v1/namespaces/aether-system/services/aether-relay/proxy/";
+    let reply = get(&sim, "alice", path).await;
+    assert_eq!(reply.status, 503);
+    let message = reply.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        message.starts_with("error trying to reach service: dial tcp"),
+        "{message}"
+    );
+    sim.shutdown().await;
+}

@@ -169,6 +169,26 @@ async fn get_pods_in_all_namespaces_adds_the_namespace_column() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_in_chunks_follows_continue_tokens() {
+    let c = cluster().await;
+    let out = kubectl(&c, &["get", "pods", "--chunk-size=2", "-o", "name"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "pod/creating\npod/single\npod/web-0\npod/web-1\n"
+    );
+    let limits = c
+        .sim
+        .handle()
+        .requests()
+        .iter()
+        .filter(|r| r.query.iter().any(|(k, v)| k == "limit" && v == "2"))
+        .count();
+    assert_eq!(limits, 2);
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_with_timestamps_and_tail_print_the_last_lines() {
     let c = cluster().await;
     let out = kubectl(
