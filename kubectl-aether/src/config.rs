@@ -124,6 +124,8 @@ pub struct Config {
     pub cluster: ClusterOptions,
     /// Where to look; `None` for the kubeconfig context's namespace.
     pub namespaces: Option<Namespaces>,
+    /// The app, when named (a relay serves apps by name); `None` with `-l`.
+    pub app: Option<String>,
     /// The label selector.
     pub selector: String,
     /// Which containers.
@@ -269,6 +271,7 @@ impl Config {
             source: Source::Direct,
             cluster,
             namespaces,
+            app: args.app.clone(),
             selector,
             containers,
             follow: args.follow,
@@ -441,6 +444,8 @@ mod tests {
     #[test]
     fn app_selects_by_label() {
         assert_eq!(config(&["web"]).unwrap().selector, "app=web");
+        assert_eq!(config(&["web"]).unwrap().app.as_deref(), Some("web"));
+        assert_eq!(config(&["-l", "tier=web"]).unwrap().app, None);
         assert_eq!(config(&["-l", "tier=web"]).unwrap().selector, "tier=web");
     }
 

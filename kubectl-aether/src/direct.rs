@@ -13,7 +13,7 @@ use crate::kubeconfig;
 pub async fn events(config: &Config) -> anyhow::Result<BoxStream<'static, LogEvent>> {
     let connection = kubeconfig::connect(&config.cluster).await?;
     let query = config.query(&connection.namespace);
-    tracing::info!(selector = %query.selector, namespaces = ?query.namespaces,
+    tracing::info!(app = ?config.app, selector = %query.selector, namespaces = ?query.namespaces,
         follow = query.follow, "reading logs directly from the apiserver");
 
     let url = connection.url;
