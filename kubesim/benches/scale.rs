@@ -123,7 +123,8 @@ fn main() {
         let served = Arc::new(AtomicU64::new(0));
         for i in 0..followers {
             let path = format!(
-                "/api/v1/namespaces/bench/pods/web-{}/log?container=app&follow=true&timestamps=true",
+                "/api/v1/namespaces/bench/pods/web-{}/log?container=app&follow=true\
+                 &timestamps=true",
                 i % pods.max(1)
             );
             tokio::spawn(follow(addr, token.clone(), path, served.clone()));

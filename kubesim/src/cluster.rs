@@ -617,7 +617,7 @@ impl Cluster {
             .get(&(ns.to_string(), pod.to_string(), container.to_string()))
             .cloned();
         if found.is_none() {
-            tracing::warn!(namespace = %ns, pod = %pod, container = %container, "no such container");
+            tracing::warn!(namespace = %ns, pod = %pod, container = %container, "not found");
         }
         found
     }
@@ -674,7 +674,7 @@ impl Cluster {
             return;
         };
         let Some(c) = rec.containers.iter_mut().find(|c| c.name == container) else {
-            tracing::warn!(namespace = %ns, pod = %pod, container = %container, "no such container");
+            tracing::warn!(namespace = %ns, pod = %pod, container = %container, "not found");
             return;
         };
         let started = match &c.state {
@@ -856,7 +856,8 @@ impl GenState {
         } else {
             match self.source.style.as_str() {
                 "web" => format!(
-                    "10.0.{}.{} - - [{}] \"GET {path} HTTP/1.1\" {status} {} \"-\" \"Mozilla/5.0\" seq={seq}",
+                    "10.0.{}.{} - - [{}] \"GET {path} HTTP/1.1\" {status} {} \"-\" \
+                     \"Mozilla/5.0\" seq={seq}",
                     (r >> 40) % 4,
                     (r >> 44) % 250 + 2,
                     time.format("%d/%b/%Y:%H:%M:%S +0000"),

@@ -239,12 +239,23 @@ pub(crate) async fn serve(
     Ok(result.unwrap_or_else(|e| e.response()))
 }
 
+const UNAVAILABLE: &str = "the server is currently unable to handle the request";
+const TIMEOUT: &str = "the server was unable to return a response in the time allotted, but may \
+                       still be processing the request";
+const INTERNAL: &str = "an error on the server (\"\") has prevented the request from succeeding";
+const UNKNOWN_FORMAT: &str = "the body of the request was in an unknown format - accepted media \
+                              types include: application/json, application/yaml, \
+                              application/vnd.kubernetes.protobuf";
+
 fn injected_failure(code: u16, retry_after: Option<u32>) -> Response<Body> {
     let (reason, message) = match code {
-        429 => ("TooManyRequests", "Too many requests, please try again later.".to_string()),
-        503 => ("ServiceUnavailable", "the server is currently unable to handle the request".to_string()),
-        504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request".to_string()),
-        _ => ("InternalError", "an error on the server (\"\") has prevented the request from succeeding".to_string()),
+        429 => (
+            "TooManyRequests",
+            "Too many requests, please try again later.".to_string(),
+        ),
+        503 => ("ServiceUnavailable", UNAVAILABLE.to_string()),
+        504 => ("Timeout", TIMEOUT.to_string()),
+        _ => ("InternalError", INTERNAL.to_string()),
     };
     let mut details = json!({});
     if let (Some(secs), Some(map)) = (retry_after, details.as_object_mut()) {
@@ -636,7 +647,7 @@ async fn read_body(headers: &http::HeaderMap, req: Request<Incoming>) -> Result<
         return Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf".to_string(),
+            UNKNOWN_FORMAT.to_string(),
         ));
     }
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -815,13 +826,19 @@ fn get_pod(ctx: &Ctx, req: &Request<Incoming>, ns: &str, name: &str, query: &Que
     ok_json(&objects::pod_json(pod, ctx.cluster.start))
 }
 
+/// A stable number from a name, for UIDs that stay the same across requests.
+fn name_hash(name: &str) -> u64 {
+    name.bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
 fn namespace_json(ns: &str, start: DateTime<Utc>) -> Value {
     json!({
         "kind": "Namespace",
         "apiVersion": "v1",
         "metadata": {
             "name": ns,
-            "uid": format!("00000000-0000-4000-8000-{:012x}", ns.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) & 0xffff_ffff_ffff),
+            "uid": format!("00000000-0000-4000-8000-{:012x}", name_hash(ns) & 0xffff_ffff_ffff),
             "resourceVersion": "10",
             "creationTimestamp": objects::meta_time(start - chrono::Duration::days(1)),
             "labels": {"kubernetes.io/metadata.name": ns},
@@ -950,7 +967,8 @@ fn get_workload(
     let qualified = format!("{plural}.{}", group_version.split('/').next().unwrap_or(""));
     let w = found.ok_or_else(|| {
         let mut e = ApiError::not_found(&qualified, name);
-        e.details = Some(json!({"name": name, "group": group_version.split('/').next().unwrap_or(""), "kind": plural}));
+        let group = group_version.split('/').next().unwrap_or("");
+        e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
     })?;
     let value = workload_value(ctx, &w);

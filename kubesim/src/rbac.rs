@@ -125,7 +125,8 @@ pub fn forbidden_message(user: &str, a: &Attributes) -> String {
         format!("in the namespace \"{}\"", a.namespace)
     };
     format!(
-        "{subject} is forbidden: User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" {scope}",
+        "{subject} is forbidden: User \"{user}\" cannot {} resource \"{}\" in API group \"{}\" \
+         {scope}",
         a.verb,
         a.full_resource(),
         a.group

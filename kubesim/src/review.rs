@@ -70,7 +70,11 @@ fn decide(identity: &Identity, spec: &Value) -> Value {
         None => non_resource_allowed(spec),
     };
     if allowed {
-        json!({"allowed": true, "reason": format!("RBAC: allowed by RoleBinding for User \"{}\"", identity.name)})
+        let reason = format!(
+            "RBAC: allowed by RoleBinding for User \"{}\"",
+            identity.name
+        );
+        json!({"allowed": true, "reason": reason})
     } else {
         json!({"allowed": false})
     }
@@ -113,7 +117,8 @@ fn invalid_review(kind: &str, message: &str) -> ApiError {
         code: 422,
         reason: "Invalid",
         message: format!(
-            "{kind}.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Invalid value: \"null\": {message}"
+            "{kind}.authorization.k8s.io \"\" is invalid: spec.resourceAttributes: Invalid \
+             value: \"null\": {message}"
         ),
         details: Some(json!({"group": "authorization.k8s.io", "kind": kind})),
     }
@@ -145,7 +150,9 @@ pub(crate) fn self_subject_rules_review(identity: &Identity, body: &Value) -> Ap
     let status = json!({
         "resourceRules": resource_rules,
         "nonResourceRules": [
-            {"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version", "/version/"]},
+            {"verbs": ["get"], "nonResourceURLs": [
+                "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
+                "/openapi/*", "/readyz", "/version", "/version/"]},
         ],
         "incomplete": false,
     });
@@ -187,7 +194,8 @@ pub(crate) fn subject_access_review(
             code: 422,
             reason: "Invalid",
             message: format!(
-                "{kind}.authorization.k8s.io \"\" is invalid: spec.user: Invalid value: \"\": at least one of user or group must be specified"
+                "{kind}.authorization.k8s.io \"\" is invalid: spec.user: Invalid value: \"\": \
+                 at least one of user or group must be specified"
             ),
             details: Some(json!({"group": "authorization.k8s.io", "kind": kind})),
         });
@@ -225,7 +233,12 @@ pub(crate) fn token_review(cluster: &Cluster, body: &Value) -> ApiResult {
         Some(id) => {
             let common: Vec<&String> = wanted.iter().filter(|a| id.audiences.contains(a)).collect();
             if common.is_empty() {
-                json!({"user": {}, "error": format!("[invalid bearer token, token audiences {:?} is invalid for the target audiences {:?}]", id.audiences, wanted)})
+                let error = format!(
+                    "[invalid bearer token, token audiences {:?} is invalid for the target \
+                     audiences {:?}]",
+                    id.audiences, wanted
+                );
+                json!({"user": {}, "error": error})
             } else {
                 json!({
                     "authenticated": true,
@@ -246,7 +259,8 @@ pub(crate) fn self_subject_review(identity: &Identity) -> ApiResult {
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"creationTimestamp": null},
-            "status": {"userInfo": {"username": identity.name, "uid": identity.uid, "groups": identity.groups}},
+            "status": {"userInfo": {
+                "username": identity.name, "uid": identity.uid, "groups": identity.groups}},
         }),
     ))
 }

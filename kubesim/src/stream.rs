@@ -297,7 +297,7 @@ pub(crate) fn pod_logs(
                 format!("container \"{container}\" in pod \"{name}\" is not available"),
             )
         })?;
-    tracing::debug!(namespace = %ns, pod = %name, container = %container, follow = opts.follow, "log stream");
+    tracing::debug!(namespace = %ns, pod = %name, %container, follow = opts.follow, "log stream");
 
     let (tx, body) = channel_body();
     let job = LogStream {
@@ -664,7 +664,8 @@ impl WatchStream {
                     let rv = self.ctx.cluster.state().resource_version;
                     let value = json!({"type": "BOOKMARK", "object": {
                         "kind": "Pod", "apiVersion": "v1",
-                        "metadata": {"resourceVersion": rv.to_string(), "creationTimestamp": null}}});
+                        "metadata": {
+                            "resourceVersion": rv.to_string(), "creationTimestamp": null}}});
                     if !self.line(&value).await {
                         return;
                     }
@@ -716,7 +717,8 @@ mod tests {
         assert_eq!(e.code, 422);
         assert_eq!(
             e.message,
-            "PodLogOptions \"web-0\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+            "PodLogOptions \"web-0\" is invalid: tailLines: Invalid value: -1: must be greater \
+             than or equal to 0"
         );
     }
 

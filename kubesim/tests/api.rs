@@ -315,7 +315,8 @@ async fn logs_need_a_container_when_there_are_several() {
     assert_eq!(status["reason"], "BadRequest");
     assert_eq!(
         status["message"],
-        "a container name must be specified for pod web-0, choose one of: [app sidecar] or one of the init containers: [init]"
+        "a container name must be specified for pod web-0, choose one of: [app sidecar] or one \
+         of the init containers: [init]"
     );
     let reply = get(
         &sim,
@@ -412,7 +413,8 @@ async fn forbidden_wins_over_not_found() {
     assert_eq!(status["reason"], "Forbidden");
     assert_eq!(
         status["message"],
-        "pods \"x\" is forbidden: User \"bob\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"shop\""
+        "pods \"x\" is forbidden: User \"bob\" cannot get resource \"pods/log\" in API group \
+         \"\" in the namespace \"shop\""
     );
     assert_eq!(status["details"]["kind"], "pods");
     sim.shutdown().await;
@@ -674,7 +676,8 @@ async fn watch_ends_cleanly_after_timeout_seconds_with_bookmarks() {
     let addr = sim.addr();
     let token = sim.token("alice").expect("alice");
     let path = format!(
-        "/api/v1/namespaces/shop/pods?&watch=true&timeoutSeconds=1&allowWatchBookmarks=true&resourceVersion={rv}&labelSelector=app%3Dweb"
+        "/api/v1/namespaces/shop/pods?&watch=true&timeoutSeconds=1&allowWatchBookmarks=true\
+         &resourceVersion={rv}&labelSelector=app%3Dweb"
     );
     let watch = tokio::spawn(async move { request(addr, "GET", Some(&token), &path, None).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -720,8 +723,11 @@ async fn self_subject_access_reviews_answer_from_the_rules() {
     let sim = plain(shop()).await;
     let token = sim.token("bob").expect("bob");
     for (subresource, want) in [("", true), ("log", false)] {
-        let body = json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
-            "spec": {"resourceAttributes": {"namespace": "shop", "verb": "get", "resource": "pods", "subresource": subresource}}});
+        let attributes = json!({"namespace": "shop", "verb": "get", "resource": "pods",
+            "subresource": subresource});
+        let body = json!({"kind": "SelfSubjectAccessReview",
+            "apiVersion": "authorization.k8s.io/v1",
+            "spec": {"resourceAttributes": attributes}});
         let reply = request(
             sim.addr(),
             "POST",
@@ -804,7 +810,8 @@ async fn subject_access_reviews_use_the_named_users_rules() {
         .token("system:serviceaccount:aether-system:aether-relay")
         .expect("sa");
     let body = json!({"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
-        "spec": {"user": "bob", "resourceAttributes": {"namespace": "shop", "verb": "list", "resource": "pods"}}});
+        "spec": {"user": "bob", "resourceAttributes": {
+            "namespace": "shop", "verb": "list", "resource": "pods"}}});
     let reply = request(
         sim.addr(),
         "POST",
@@ -994,7 +1001,9 @@ async fn backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 };
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 if head.to_ascii_lowercase().contains("upgrade: websocket") {
-                    let _ = stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").await;
+                    let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                                Connection: Upgrade\r\n\r\n";
+                    let _ = stream.write_all(head.as_bytes()).await;
                     let Ok(Ok(n)) = timeout(LIMIT, stream.read(&mut buf)).await else {
                         return;
                     };
@@ -1003,7 +1012,9 @@ async fn backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                 }
                 let body = head.replace("\r\n", "\n");
                 let chunk = format!("{:x}\r\n{body}\r\n", body.len());
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
                 let _ = stream.write_all(chunk.as_bytes()).await;
                 let _ = stream.write_all(b"0\r\n\r\n").await;
             });
@@ -1049,7 +1060,10 @@ async fn the_service_proxy_passes_websocket_upgrades() {
     let token = sim.token("alice").expect("alice");
     let mut stream = TcpStream::connect(sim.addr()).await.expect("connect");
     let head = format!(
-        "GET /api/v1/namespaces/aether-system/services/aether-relay/proxy/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        "GET /api/v1/namespaces/aether-system/services/aether-relay/proxy/ws HTTP/1.1\r\n\
+         Host: x\r\nAuthorization: Bearer {token}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];

@@ -87,8 +87,10 @@ async fn plain_http_serves_the_user_and_the_truth_endpoint() {
     std::fs::write(
         &scenario,
         r#"{"defaultNamespace": "shop",
-            "users": [{"name": "dev", "rules": [{"verbs": ["get", "list"], "resources": ["pods", "pods/log"]}]}],
-            "pods": [{"name": "p", "containers": [{"name": "c", "logs": [{"at": -1, "text": "hi"}]}]}]}"#,
+            "users": [{"name": "dev", "rules": [
+                {"verbs": ["get", "list"], "resources": ["pods", "pods/log"]}]}],
+            "pods": [{"name": "p", "containers": [
+                {"name": "c", "logs": [{"at": -1, "text": "hi"}]}]}]}"#,
     )
     .expect("scenario written");
     let (_child, url) = start(&[

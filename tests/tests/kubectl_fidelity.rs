@@ -407,12 +407,14 @@ async fn not_found_and_forbidden_print_the_apiserver_error_lines() {
     let out = kubectl(&c, &["--context", "bob", "get", "pod", "x"]).await;
     assert_eq!(
         stderr(&out).trim_end(),
-        "Error from server (Forbidden): pods \"x\" is forbidden: User \"bob\" cannot get resource \"pods\" in API group \"\" in the namespace \"shop\""
+        "Error from server (Forbidden): pods \"x\" is forbidden: User \"bob\" cannot get \
+         resource \"pods\" in API group \"\" in the namespace \"shop\""
     );
     let out = kubectl(&c, &["logs", "creating"]).await;
     assert_eq!(
         stderr(&out).trim_end(),
-        "Error from server (BadRequest): container \"main\" in pod \"creating\" is waiting to start: ContainerCreating"
+        "Error from server (BadRequest): container \"main\" in pod \"creating\" is waiting to \
+         start: ContainerCreating"
     );
     c.sim.shutdown().await;
 }
@@ -436,7 +438,8 @@ async fn echo_backend() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             let leaked = head.contains("authorization:");
             let body = format!("backend saw {line} (credentials leaked: {leaked})\n");
             let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = stream.write_all(reply.as_bytes()).await;
