@@ -347,9 +347,10 @@ async fn readyz(state: &State) -> Response<Body> {
         Ok(Ok(_)) => text_response(StatusCode::OK, "text/plain", "ok\n".into()),
         Ok(Err(error)) => {
             tracing::warn!(%error, namespace, "readiness check failed");
+            // The details go to the log only: callers must not learn the served namespaces.
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot list pods in namespace {namespace}: {error}"),
+                "the relay cannot list pods; see its logs for the cause",
             )
             .into_response()
         }
