@@ -66,10 +66,14 @@ where
         let Some(event) = next else {
             return finish(out, Outcome::Done { errors });
         };
-        if let LogEvent::Event(e) = &event
-            && e.event == EventKind::Error
-        {
-            errors += 1;
+        if let LogEvent::Event(e) = &event {
+            if e.event == EventKind::Error {
+                errors += 1;
+            }
+            // Status lines go to another writer: lines before them come out first.
+            if let Err(err) = out.flush() {
+                return closed_or(err);
+            }
         }
         if let Err(err) = formatter.write(&event, out, status) {
             return closed_or(err);
@@ -213,5 +217,7 @@ mod tests {
         .unwrap();
         assert_eq!(outcome, Outcome::Done { errors: 1 });
         assert_eq!(status.writes.concat(), "! web-0 › app error: forbidden\n");
+        // Flushed before the status line, and once more when the stream ended.
+        assert_eq!(out.flushes, 2);
     }
 }
