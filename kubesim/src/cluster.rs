@@ -220,9 +220,17 @@ pub(crate) fn new_uid() -> String {
     )
 }
 
+/// `start` plus `secs` seconds, clamped to what a time can hold.
 fn at(start: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
-    let nanos = (secs * 1e9).round() as i64;
-    start + chrono::Duration::nanoseconds(nanos)
+    // About 290 years either way: as far as nanoseconds in an i64 reach.
+    let nanos = (secs.clamp(-9.0e9, 9.0e9) * 1e9).round() as i64;
+    start
+        .checked_add_signed(chrono::Duration::nanoseconds(nanos))
+        .unwrap_or(if secs < 0.0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 impl Cluster {

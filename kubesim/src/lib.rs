@@ -525,7 +525,10 @@ async fn timeline_loop(
         .map(|(i, t)| Reverse(((t.at.max(0.0) * 1e3) as u64, i)))
         .collect();
     while let Some(Reverse((millis, index))) = queue.pop() {
-        let due = origin + Duration::from_millis(millis);
+        let Some(due) = origin.checked_add(Duration::from_millis(millis)) else {
+            // Beyond what an instant can hold: it never comes.
+            return;
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = shutdown.changed() => return,
@@ -536,7 +539,8 @@ async fn timeline_loop(
         tracing::debug!(at = timed.at, action = ?timed.action, "timeline action");
         cluster.apply(&timed.action);
         if let Some(every) = timed.every.filter(|e| *e > 0.0) {
-            queue.push(Reverse((millis + (every * 1e3) as u64, index)));
+            let next = millis.saturating_add((every * 1e3).max(1.0) as u64);
+            queue.push(Reverse((next, index)));
         }
     }
 }

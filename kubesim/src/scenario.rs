@@ -635,6 +635,12 @@ impl Scenario {
     }
 }
 
+/// The fastest a generator may write, in lines per second.
+const MAX_RATE: f64 = 1_000_000.0;
+
+/// The longest generated line, in bytes.
+const MAX_LINE: usize = 1024 * 1024;
+
 fn validate_pod(pod: &Pod) -> Result<(), ScenarioError> {
     if pod.name.is_empty() {
         return Err(ScenarioError::Invalid(
@@ -665,13 +671,19 @@ fn validate_pod(pod: &Pod) -> Result<(), ScenarioError> {
                 c.name, pod.name
             )));
         }
-        if let Some(g) = &c.generator
-            && !(g.rate > 0.0 && g.rate.is_finite())
-        {
-            return Err(ScenarioError::Invalid(format!(
-                "container {} of pod {} has a generator rate that is not positive",
-                c.name, pod.name
-            )));
+        if let Some(g) = &c.generator {
+            if !(g.rate > 0.0 && g.rate <= MAX_RATE) {
+                return Err(ScenarioError::Invalid(format!(
+                    "container {} of pod {} has a generator rate outside (0, {MAX_RATE}] lines/s",
+                    c.name, pod.name
+                )));
+            }
+            if g.line_size > MAX_LINE {
+                return Err(ScenarioError::Invalid(format!(
+                    "container {} of pod {} has a lineSize above {MAX_LINE} bytes",
+                    c.name, pod.name
+                )));
+            }
         }
     }
     Ok(())

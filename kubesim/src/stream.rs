@@ -101,7 +101,11 @@ pub(crate) fn log_options(pod: &str, query: &Query) -> Result<LogOptions, ApiErr
     }
 
     let since = match (since_seconds, since_time) {
-        (Some(secs), _) => Some(Utc::now() - chrono::Duration::seconds(secs)),
+        (Some(secs), _) => Some(
+            chrono::Duration::try_seconds(secs)
+                .and_then(|d| Utc::now().checked_sub_signed(d))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        ),
         // The apiserver passes sinceTime on to the kubelet in whole seconds.
         (None, Some(t)) => Some(t.trunc_subsecs(0)),
         (None, None) => None,
@@ -526,10 +530,17 @@ pub(crate) fn watch_pods(
         bookmarks,
         table,
         columns_sent: false,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+        deadline: far_or(Duration::from_secs(timeout)),
     };
     tokio::spawn(job.run(initial, expired, filter));
     Ok(streaming_response("application/json", body))
+}
+
+/// Now plus `after`, or a year from now when that does not fit in an instant.
+fn far_or(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        .unwrap_or(now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Which pods a watch selects.

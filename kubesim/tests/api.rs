@@ -1518,3 +1518,44 @@ async fn an_unreachable_backend_is_unavailable() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn extreme_numbers_are_served_without_panicking() {
+    let sim = plain(shop()).await;
+    let max = i64::MAX;
+    let path = format!(
+        "/api/v1/namespaces/shop/pods/single/log?sinceSeconds={max}&tailLines={max}&limitBytes={max}"
+    );
+    assert_eq!(get(&sim, "alice", &path).await.text(), "hello\n");
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let watch = tokio::spawn(async move {
+        let path = format!("/api/v1/pods?watch=true&timeoutSeconds={max}&resourceVersion={max}");
+        request(addr, "GET", Some(&token), &path, None).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    handle.cut_watch_streams(Cut::default());
+    let reply = timeout(LIMIT, watch).await.expect("ends").expect("joins");
+    assert_eq!(reply.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn scenarios_far_in_time_start() {
+    let scenario = shop()
+        .pod(
+            Pod::new("ancient")
+                .created_at(-1e300)
+                .container(Container::new("c").line(-1e300, "old")),
+        )
+        .at(1e300, Action::SetDelay { millis: 1 });
+    let sim = plain(scenario).await;
+    assert_eq!(
+        get(&sim, "alice", "/api/v1/namespaces/shop/pods/ancient")
+            .await
+            .status,
+        200
+    );
+    sim.shutdown().await;
+}
