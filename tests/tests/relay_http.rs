@@ -86,7 +86,15 @@ struct Env {
 
 impl Env {
     async fn start(auth: AuthMode, tweak: impl FnOnce(&mut RelayConfig)) -> Env {
-        let sim = Sim::start(scenario(), SimOptions::default())
+        Env::start_with(scenario(), auth, tweak).await
+    }
+
+    async fn start_with(
+        scenario: Scenario,
+        auth: AuthMode,
+        tweak: impl FnOnce(&mut RelayConfig),
+    ) -> Env {
+        let sim = Sim::start(scenario, SimOptions::default())
             .await
             .expect("kubesim starts");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -1008,6 +1016,37 @@ async fn a_follow_stream_picks_up_new_pods_and_reports_restarts() {
         .await;
     assert!(!seen.is_empty());
     drop(reader);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn missing_rbac_for_the_relay_itself_is_a_500_that_says_so() {
+    let mut scenario = scenario();
+    let relay = scenario
+        .users
+        .iter_mut()
+        .find(|u| u.name == "relay")
+        .expect("relay user");
+    relay.rules = vec![
+        Rule::new(&["get", "list", "watch"], &["pods"]).in_namespaces(&["shop"]),
+        Rule::new(&["get"], &["pods/log"]).in_namespaces(&["shop"]),
+    ];
+    scenario = scenario.pod(
+        Pod::new("web-5")
+            .in_namespace("pay")
+            .label("app", "web")
+            .container(Container::new("app").line(-1.0, "paid")),
+    );
+    let env = Env::start_with(scenario, AuthMode::ServiceProxy, |_| {}).await;
+    let response = env.get("/apps/web/logs?namespace=pay", &[]).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = error_body(&text(response).await);
+    assert_eq!(body["code"], 500);
+    assert!(body["error"].as_str().unwrap().contains("RBAC"), "{body}");
+
+    let fine = env.get("/apps/web/logs?namespace=shop", &[]).await;
+    assert_eq!(fine.status(), StatusCode::OK);
+    text(fine).await;
     env.finish().await;
 }
 
