@@ -490,3 +490,65 @@ async fn get_raw_without_a_backend_reports_no_endpoints() {
     );
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pods_watch_prints_a_row_per_change() {
+    let c = cluster().await;
+    let mut cmd = aether_tests::kubectl(&c.kubeconfig, &c.home);
+    cmd.args(["get", "pods", "-l", "app=web", "-w"]);
+    let watch = tokio::spawn(aether_tests::output_within(cmd, WAIT));
+    let handle = c.sim.handle();
+    for _ in 0..200 {
+        let watching = handle
+            .requests()
+            .iter()
+            .any(|r| r.query.iter().any(|(k, v)| k == "watch" && v == "true"));
+        if watching {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.restart_container("shop", "web-0", "app", 137, "OOMKilled");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.cut_watch_streams(kubesim::Cut::default());
+    let out = watch
+        .await
+        .expect("joins")
+        .expect("kubectl ends with the watch");
+    let table = rows(&stdout(&out));
+    assert_eq!(
+        table[0],
+        "NAME READY STATUS RESTARTS AGE",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(table[1], "web-0 2/2 Running 0 10m");
+    assert_eq!(table[2], "web-1 2/2 Running 0 10m");
+    assert!(table[3].starts_with("web-0 2/2 Running 1 ("), "{table:?}");
+    assert_eq!(table.len(), 4, "{table:?}");
+    c.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_whoami_and_can_i_list_describe_the_user() {
+    let c = cluster().await;
+    let out = kubectl(&c, &["--context", "bob", "auth", "whoami"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = rows(&stdout(&out));
+    assert_eq!(table[1], "Username bob");
+    let out = kubectl(
+        &c,
+        &["--context", "bob", "auth", "can-i", "--list", "-n", "other"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        rows(&stdout(&out))
+            .iter()
+            .any(|r| r == "pods [] [] [get list]"),
+        "{}",
+        stdout(&out)
+    );
+    c.sim.shutdown().await;
+}
