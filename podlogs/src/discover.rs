@@ -112,17 +112,24 @@ impl Discovery {
         while self.tasks.join_next().await.is_some() {}
     }
 
-    /// Follows the pods: watches every scope and reconciles tails until dropped.
+    /// Follows the pods: watches every scope but the `forbidden` ones and reconciles tails
+    /// until dropped.
     pub(crate) async fn watch(
         mut self,
         later: mpsc::UnboundedSender<mpsc::Receiver<TailMsg>>,
         status: mpsc::Sender<TailMsg>,
+        forbidden: HashSet<usize>,
     ) {
         self.later = Some(later);
         self.status = Some(status);
         let scopes = scopes(&self.client, &self.query.namespaces);
         let selector = self.query.selector.clone();
-        let watches = scopes.into_iter().enumerate().map(|(i, api)| {
+        // Scopes that may not be listed were reported already; watching them would only fail.
+        let allowed = scopes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !forbidden.contains(i));
+        let watches = allowed.map(|(i, api)| {
             let config = watcher::Config::default().labels(&selector);
             watcher(api, config)
                 .default_backoff()

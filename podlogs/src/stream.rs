@@ -5,6 +5,7 @@
 //! watches for new pods. Dropping the stream stops every task. This module does no
 //! formatting.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -116,7 +117,11 @@ impl std::fmt::Debug for LogStream {
 /// that is forbidden while others are not becomes an `error` event.
 pub async fn open(client: Client, query: LogQuery) -> Result<LogStream, Error> {
     let query = Arc::new(query);
-    let (pods, mut events) = list_pods(&client, &query).await?;
+    let Listed {
+        pods,
+        mut events,
+        forbidden,
+    } = list_pods(&client, &query).await?;
     if pods.is_empty() && !query.follow {
         return Err(Error::NoPods {
             selector: query.selector.clone(),
@@ -164,7 +169,7 @@ pub async fn open(client: Client, query: LogQuery) -> Result<LogStream, Error> {
     let (out_tx, out_rx) = mpsc::channel(OUT_BUFFER);
     let merge = tokio::spawn(crate::merge::run(initial, later_rx, out_tx));
     let discovery = match query.follow {
-        true => tokio::spawn(discovery.watch(later_tx, status_tx)),
+        true => tokio::spawn(discovery.watch(later_tx, status_tx, forbidden)),
         false => {
             drop((later_tx, status_tx));
             tokio::spawn(discovery.drain())
@@ -180,11 +185,18 @@ fn discover_buffer(initial_events: usize) -> usize {
     (initial_events + 1).max(64)
 }
 
+/// What the initial list found.
+struct Listed {
+    /// Each pod with the index of the scope it was found in.
+    pods: Vec<(Pod, usize)>,
+    /// Events to send before anything else.
+    events: Vec<LogEvent>,
+    /// Scopes that may not be listed.
+    forbidden: HashSet<usize>,
+}
+
 /// Lists the pods of every scope. A forbidden scope becomes an event unless all are.
-async fn list_pods(
-    client: &Client,
-    query: &LogQuery,
-) -> Result<(Vec<(Pod, usize)>, Vec<LogEvent>), Error> {
+async fn list_pods(client: &Client, query: &LogQuery) -> Result<Listed, Error> {
     let params = ListParams::default().labels(&query.selector);
     let scopes = discover::scopes(client, &query.namespaces);
     let total = scopes.len();
@@ -213,6 +225,7 @@ async fn list_pods(
             message,
         });
     }
+    let forbidden_scopes = forbidden.iter().map(|(scope, _)| *scope).collect();
     for (scope, message) in forbidden {
         let text = format!(
             "not allowed to list pods in {}; skipping it: {message}",
@@ -228,7 +241,11 @@ async fn list_pods(
             text,
         ));
     }
-    Ok((pods, events))
+    Ok(Listed {
+        pods,
+        events,
+        forbidden: forbidden_scopes,
+    })
 }
 
 fn namespace_of(namespaces: &Namespaces, scope: usize) -> Option<String> {

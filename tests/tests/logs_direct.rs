@@ -1060,3 +1060,49 @@ async fn a_resume_that_cannot_find_its_last_line_reports_a_possible_gap() {
     follow.stop().await;
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_namespace_is_reported_while_the_others_are_read() {
+    let reader = User::new("shop-reader")
+        .rule(Rule::new(&["get", "list", "watch"], &["pods", "pods/log"]).in_namespaces(&["shop"]));
+    let c = cluster(namespaced_pods().user(reader)).await;
+
+    let out = run(
+        &c,
+        &["web", "-n", "shop,staging", "--context", "shop-reader"],
+    )
+    .await;
+
+    assert_eq!(stdout(&out), "web-shop app in shop\n");
+    let err = stderr(&out);
+    assert!(
+        err.contains("! error: not allowed to list pods in namespace staging"),
+        "{err}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some of the logs could not be read"
+    );
+
+    let mut follow = Follow::start(aether(
+        &c,
+        &[
+            "web",
+            "-n",
+            "shop,staging",
+            "--context",
+            "shop-reader",
+            "-f",
+        ],
+    ));
+    follow.stdout_until(|l| l == "web-shop app in shop").await;
+    c.sim
+        .handle()
+        .write_line("shop", "web-shop", "app", "live in shop");
+    follow
+        .stdout_until(|l| l == "web-shop app live in shop")
+        .await;
+    follow.stop().await;
+    c.sim.shutdown().await;
+}
