@@ -1,6 +1,6 @@
 //! Durations as people write them: `500ms`, `30s`, `5m`, `1h30m`, `2d`.
 //!
-//! [`parse_duration`] reads them for flags and for the `since` parameter; [`format_duration`]
+//! [`parse_duration`] reads them for flags and for the relay's `since` parameter; [`format_duration`]
 //! writes them back the same way for messages. Nothing here knows about requests or flags.
 
 use std::time::Duration;

@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod duration;
 pub mod event;
 pub mod format;
 pub mod lines;

@@ -10,7 +10,7 @@ use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::config::{AuthMode, ConfigError, RelayConfig};
-use crate::duration::parse_duration;
+use podlogs::duration::parse_duration;
 
 /// How callers are authenticated, as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod duration;
+
 pub mod encode;
 pub mod limits;
 pub mod metrics;

@@ -10,7 +10,7 @@ use podlogs::{ContainerFilter, LogQuery, Since};
 use regex::{Regex, RegexBuilder};
 
 use crate::config::RelayConfig;
-use crate::duration::{format_duration, parse_duration};
+use podlogs::duration::{format_duration, parse_duration};
 
 /// The query parameters a caller may send; anything else is refused.
 pub const PARAMETERS: &[&str] = &[
