@@ -18,6 +18,8 @@ use serde_json::json;
 struct Answer {
     status: u16,
     chunks: Vec<Vec<u8>>,
+    /// Keep the body open after the chunks (a watch with nothing to say).
+    hold_open: bool,
 }
 
 impl Answer {
@@ -25,6 +27,7 @@ impl Answer {
         Answer {
             status,
             chunks: vec![value.to_string().into_bytes()],
+            hold_open: false,
         }
     }
 
@@ -32,6 +35,15 @@ impl Answer {
         Answer {
             status: 200,
             chunks,
+            hold_open: false,
+        }
+    }
+
+    fn silent_watch() -> Answer {
+        Answer {
+            status: 200,
+            chunks: Vec::new(),
+            hold_open: true,
         }
     }
 }
@@ -56,7 +68,11 @@ fn fake_client(handler: Arc<Handler>, requests: Arc<Mutex<Vec<String>>>) -> kube
                 .into_iter()
                 .map(|c| Ok(Frame::data(Bytes::from(c))))
                 .collect();
-            let body = StreamBody::new(futures::stream::iter(frames));
+            let frames = futures::stream::iter(frames);
+            let body = match answer.hold_open {
+                true => StreamBody::new(frames.chain(futures::stream::pending()).boxed()),
+                false => StreamBody::new(frames.boxed()),
+            };
             let content_type = match answer.status {
                 200 if path.ends_with("/log") => "text/plain",
                 _ => "application/json",
@@ -260,4 +276,96 @@ async fn log_requests_always_ask_for_timestamps_and_name_the_container() {
     assert!(log.contains("timestamps=true"), "{log}");
     assert!(log.contains("tailLines=5"), "{log}");
     assert!(!log.contains("follow"), "{log}");
+}
+
+fn pod_terminated(namespace: &str, name: &str) -> serde_json::Value {
+    let mut value = pod(namespace, name);
+    value["status"]["containerStatuses"][0]["state"] = json!({"terminated": {
+        "exitCode": 0, "reason": "Completed", "containerID": format!("containerd://{name}")}});
+    value
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[tokio::test]
+async fn follow_resumes_from_the_whole_second_and_skips_what_it_saw() {
+    let log_requests = Arc::new(AtomicUsize::new(0));
+    let counter = log_requests.clone();
+    let handler: Arc<Handler> = Arc::new(move |path, query| {
+        if path.ends_with("/log") {
+            let line = |t: &str, text: &str| format!("2026-05-01T12:00:{t}Z {text}\n").into_bytes();
+            return match counter.fetch_add(1, Ordering::SeqCst) {
+                // History.
+                0 => Answer::log(vec![line("01.100000000", "a"), line("01.500000000", "b")]),
+                // Follow from 12:00:01: the second again, one new line at the same time, more.
+                1 => Answer::log(vec![
+                    line("01.100000000", "a"),
+                    line("01.500000000", "b"),
+                    line("01.500000000", "b2"),
+                    line("02.000000000", "c"),
+                ]),
+                // Reopened from 12:00:02 after a clean end; the last run of the container.
+                _ => Answer::log(vec![line("02.000000000", "c"), line("03.000000000", "d")]),
+            };
+        }
+        if query.contains("watch=true") {
+            return Answer::silent_watch();
+        }
+        if path.ends_with("/pods/web-0") {
+            // Asked after a stream ends: running after the first follow, done after the next.
+            return match counter.load(Ordering::SeqCst) {
+                0..=2 => Answer::json(200, pod("shop", "web-0")),
+                _ => Answer::json(200, pod_terminated("shop", "web-0")),
+            };
+        }
+        pod_list(vec![pod("shop", "web-0")])
+    });
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = fake_client(handler, requests.clone());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.follow = true;
+
+    let mut stream = podlogs::open(client, query).await.expect("the query opens");
+    let mut events = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+        let ended = matches!(&ev, LogEvent::Event(s) if s.event == EventKind::Ended);
+        events.push(ev);
+        if ended {
+            break;
+        }
+    }
+
+    assert_eq!(
+        lines(&events),
+        ["web-0 a", "web-0 b", "web-0 b2", "web-0 c", "web-0 d"]
+    );
+    let kinds: Vec<EventKind> = events
+        .iter()
+        .filter_map(|e| match e {
+            LogEvent::Event(s) => Some(s.event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Started, EventKind::Reconnected, EventKind::Ended]
+    );
+    let seen = requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let since: Vec<Option<&str>> = seen
+        .iter()
+        .filter(|r| r.contains("/log?"))
+        .map(|r| query_param(r, "sinceTime"))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            None,
+            Some("2026-05-01T12%3A00%3A01Z"),
+            Some("2026-05-01T12%3A00%3A02Z")
+        ]
+    );
 }
