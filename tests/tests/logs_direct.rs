@@ -1106,3 +1106,19 @@ async fn a_forbidden_namespace_is_reported_while_the_others_are_read() {
     follow.stop().await;
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_namespaces_with_follow_picks_up_pods_anywhere() {
+    let c = cluster(namespaced_pods()).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-A", "-f"]));
+    follow.stdout_until(|l| l == "web-other app in other").await;
+
+    let pod = web_pod("web-late", &[(0.0, "late in staging")]).in_namespace("staging");
+    c.sim.handle().add_pod(pod);
+    follow
+        .stdout_until(|l| l == "web-late app late in staging")
+        .await;
+
+    follow.stop().await;
+    c.sim.shutdown().await;
+}
