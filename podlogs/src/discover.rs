@@ -81,15 +81,14 @@ impl Discovery {
     }
 
     /// How many containers of `pods` have logs to give now.
-    pub(crate) fn readable_count(&self, pods: &[Pod]) -> usize {
-        pods.iter()
-            .map(|p| {
-                self.selected(p)
-                    .iter()
-                    .filter(|s| s.instance.is_some())
-                    .count()
-            })
-            .sum()
+    pub(crate) fn readable_count<'a>(&self, pods: impl Iterator<Item = &'a Pod>) -> usize {
+        pods.map(|p| {
+            self.selected(p)
+                .iter()
+                .filter(|s| s.instance.is_some())
+                .count()
+        })
+        .sum()
     }
 
     /// Starts the tails of a pod from the initial list and returns their receivers, plus

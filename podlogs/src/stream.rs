@@ -130,7 +130,7 @@ pub async fn open(client: Client, query: LogQuery) -> Result<LogStream, Error> {
     }
 
     let mut discovery = Discovery::new(client, query.clone());
-    let count = discovery.readable_count(&pods.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    let count = discovery.readable_count(pods.iter().map(|(p, _)| p));
     if count > query.max_streams {
         return Err(Error::TooManyStreams {
             count,
