@@ -202,6 +202,27 @@ pub(crate) async fn serve(
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
+    let Ok(mut resp) = serve_inner(ctx, req, remote).await;
+
+    // The headers every apiserver response carries.
+    let headers = resp.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&crate::cluster::new_uid()) {
+        headers.insert("audit-id", id);
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+    }
+    Ok(resp)
+}
+
+async fn serve_inner(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let query = Query(parse_query(req.uri().query().unwrap_or("")));
 
@@ -341,14 +362,11 @@ async fn route(
             }
         }
         ["openapi", ..] => Err(ApiError::no_route()),
-        _ if anonymous => Err(ApiError::forbidden(
-            &identity.name,
-            &Attributes {
-                verb: method.as_str().to_lowercase(),
-                ..Attributes::default()
-            },
-        )
-        .non_resource(path, &method)),
+        // Discovery is bound to system:authenticated only.
+        ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] if anonymous && get => {
+            Err(ApiError::forbidden(&identity.name, &Attributes::default())
+                .non_resource(path, &method))
+        }
         ["api"] if get => ok_json(&objects::api_versions(&ctx.server_address)),
         ["apis"] if get => ok_json(&objects::api_groups()),
         ["api", "v1"] if get => objects::resource_list("v1")

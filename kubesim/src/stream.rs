@@ -472,6 +472,17 @@ pub(crate) fn watch_pods(
         .filter(|t| *t > 0)
         .unwrap_or(1800) as u64;
     let bookmarks = query.bool("allowWatchBookmarks")?;
+    let send_initial = query.bool("sendInitialEvents")?;
+    if send_initial && query.get("resourceVersionMatch") != Some("NotOlderThan") {
+        return Err(ApiError {
+            code: 422,
+            reason: "Invalid",
+            message: "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+                      sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+                .to_string(),
+            details: Some(json!({"group": "meta.k8s.io", "kind": "ListOptions"})),
+        });
+    }
     let rv = match query.get("resourceVersion") {
         None | Some("") => None,
         Some(v) => Some(
@@ -491,13 +502,13 @@ pub(crate) fn watch_pods(
         let rx = ctx.cluster.watch_tx.subscribe();
         let compacted = state.compacted_resource_version;
         match rv {
-            Some(v) if v != 0 && v < compacted => (
+            Some(v) if v != 0 && v < compacted && !send_initial => (
                 Vec::new(),
                 v,
                 rx,
                 Some(format!("too old resource version: {v} ({compacted})")),
             ),
-            Some(v) if v != 0 => {
+            Some(v) if v != 0 && !send_initial => {
                 let replay: Vec<Initial> = state
                     .history
                     .iter()
@@ -528,6 +539,7 @@ pub(crate) fn watch_pods(
         tx,
         since,
         bookmarks,
+        initial_end: send_initial && bookmarks,
         table,
         columns_sent: false,
         deadline: far_or(Duration::from_secs(timeout)),
@@ -573,6 +585,7 @@ struct WatchStream {
     tx: Tx,
     since: u64,
     bookmarks: bool,
+    initial_end: bool,
     table: bool,
     columns_sent: bool,
     deadline: tokio::time::Instant,
@@ -628,6 +641,18 @@ impl WatchStream {
         for (kind, object, row, rv) in initial {
             let event = self.event(kind, &object, &row, rv);
             if !self.line(&event).await {
+                return;
+            }
+        }
+        if self.initial_end {
+            // A streaming list ends its initial events with an annotated bookmark.
+            let value = json!({"type": "BOOKMARK", "object": {
+                "kind": "Pod", "apiVersion": "v1",
+                "metadata": {
+                    "resourceVersion": self.since.to_string(),
+                    "creationTimestamp": null,
+                    "annotations": {"k8s.io/initial-events-end": "true"}}}});
+            if !self.line(&value).await {
                 return;
             }
         }

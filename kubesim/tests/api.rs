@@ -1559,3 +1559,75 @@ async fn scenarios_far_in_time_start() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_streaming_list_ends_its_initial_events_with_an_annotated_bookmark() {
+    let sim = plain(shop()).await;
+    let path = "/api/v1/namespaces/shop/pods?watch=true&sendInitialEvents=true\
+                &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1\
+                &labelSelector=app%3Dapi";
+    let reply = get(&sim, "alice", path).await;
+    let events: Vec<Value> = reply
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .take(3)
+        .collect();
+    assert_eq!(kinds, ["ADDED", "ADDED", "BOOKMARK"]);
+    let annotations = &events[2]["object"]["metadata"]["annotations"];
+    assert_eq!(annotations["k8s.io/initial-events-end"], "true");
+    let path = "/api/v1/namespaces/shop/pods?watch=true&sendInitialEvents=true";
+    assert_eq!(get(&sim, "alice", path).await.status, 422);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn responses_carry_an_audit_id() {
+    let sim = plain(shop()).await;
+    let reply = get(&sim, "alice", "/api/v1/namespaces/shop/pods/x").await;
+    assert!(reply.headers.contains_key("audit-id"));
+    assert_eq!(
+        reply
+            .headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-cache, private")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn kube_rs_watchers_see_the_pods_with_lists_and_with_streaming_lists() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Pod as KPod;
+    use kube::api::Api;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let sim = Sim::start(shop(), SimOptions::default())
+        .await
+        .expect("starts");
+    let client = kube_client(&sim, "alice").await;
+    let pods: Api<KPod> = Api::namespaced(client, "shop");
+    for config in [
+        watcher::Config::default().labels("app=api"),
+        watcher::Config::default()
+            .labels("app=api")
+            .streaming_lists(),
+    ] {
+        let mut stream = watcher(pods.clone(), config).applied_objects().boxed();
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < 2 {
+            let next = timeout(LIMIT, stream.next())
+                .await
+                .expect("an event in time");
+            let pod = next.expect("the stream goes on").expect("no error");
+            seen.insert(pod.metadata.name.unwrap_or_default());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["pending", "single"]);
+    }
+    sim.shutdown().await;
+}
