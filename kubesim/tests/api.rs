@@ -1631,3 +1631,43 @@ async fn kube_rs_watchers_see_the_pods_with_lists_and_with_streaming_lists() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_demo_writes_app_and_proxy_lines_with_json_among_them() {
+    let sim = plain(Scenario::demo()).await;
+    let handle = sim.handle();
+    let mut texts = Vec::new();
+    for _ in 0..60 {
+        texts = ["app", "proxy"]
+            .iter()
+            .flat_map(|c| handle.truth("demo", "web-7d9c4-2xkqp", c))
+            .map(|l| l.text)
+            .collect();
+        let json = texts
+            .iter()
+            .filter(|t| serde_json::from_str::<Value>(t).is_ok())
+            .count();
+        if texts.len() > 12 && json > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        texts.iter().any(|t| t.contains("GET /")),
+        "access-log lines: {texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| serde_json::from_str::<Value>(t).is_ok()),
+        "{texts:?}"
+    );
+    let reply = get(
+        &sim,
+        "admin",
+        "/api/v1/namespaces/demo/pods?labelSelector=app%3Dweb",
+    )
+    .await;
+    assert_eq!(reply.json()["items"].as_array().map(Vec::len), Some(3));
+    sim.shutdown().await;
+}
