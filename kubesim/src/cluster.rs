@@ -563,6 +563,16 @@ impl Cluster {
                 exit_code,
                 reason,
             } => self.stop_container(namespace, pod, container, *exit_code, reason, false),
+            Action::SchedulePod {
+                namespace,
+                name,
+                node,
+            } => self.schedule_pod(namespace, name, node),
+            Action::StartContainer {
+                namespace,
+                pod,
+                container,
+            } => self.start_container(namespace, pod, container),
             Action::RotateLog {
                 namespace,
                 pod,
@@ -663,6 +673,58 @@ impl Cluster {
         }
         self.emit(&mut state, "DELETED", &key);
         state.pods.remove(&key);
+    }
+
+    /// Binds an unscheduled pod to a node.
+    pub fn schedule_pod(&self, ns: &str, name: &str, node: &str) {
+        let key = (ns.to_string(), name.to_string());
+        let mut state = self.state();
+        state.next_ip += 1;
+        let ip = format!("10.244.{}.{}", state.next_ip / 250, state.next_ip % 250 + 2);
+        let rv = Self::bump(&mut state);
+        let Some(pod) = state.pods.get_mut(&key) else {
+            tracing::warn!(namespace = %ns, pod = %name, "no such pod to schedule");
+            return;
+        };
+        if pod.node.is_some() {
+            tracing::warn!(namespace = %ns, pod = %name, "pod is scheduled already");
+            return;
+        }
+        pod.node = Some(node.to_string());
+        pod.ip = ip;
+        pod.resource_version = rv;
+        self.emit(&mut state, "MODIFIED", &key);
+    }
+
+    /// Starts a waiting container with a new instance.
+    pub fn start_container(&self, ns: &str, pod: &str, container: &str) {
+        let key = (ns.to_string(), pod.to_string());
+        let mut state = self.state();
+        let rv = Self::bump(&mut state);
+        let Some(rec) = state.pods.get_mut(&key) else {
+            tracing::warn!(namespace = %ns, pod = %pod, "no such pod to start a container of");
+            return;
+        };
+        if rec.node.is_none() {
+            tracing::warn!(namespace = %ns, pod = %pod, "pod is not scheduled; schedule it first");
+            return;
+        }
+        let Some(c) = rec.containers.iter_mut().find(|c| c.name == container) else {
+            tracing::warn!(namespace = %ns, pod = %pod, %container, "not found");
+            return;
+        };
+        if !matches!(c.state, CState::Waiting { .. }) {
+            tracing::warn!(namespace = %ns, pod = %pod, %container, "container is not waiting");
+            return;
+        }
+        let id = new_container_id();
+        c.logs.start_instance(&id);
+        c.id = id;
+        c.state = CState::Running {
+            started: Utc::now(),
+        };
+        rec.resource_version = rv;
+        self.emit(&mut state, "MODIFIED", &key);
     }
 
     fn stop_container(

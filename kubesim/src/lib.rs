@@ -338,6 +338,24 @@ impl SimHandle {
         });
     }
 
+    /// Binds an unscheduled pod to a node.
+    pub fn schedule_pod(&self, ns: &str, pod: &str, node: &str) {
+        self.apply(Action::SchedulePod {
+            namespace: ns.to_string(),
+            name: pod.to_string(),
+            node: node.to_string(),
+        });
+    }
+
+    /// Starts a waiting container.
+    pub fn start_container(&self, ns: &str, pod: &str, c: &str) {
+        self.apply(Action::StartContainer {
+            namespace: ns.to_string(),
+            pod: pod.to_string(),
+            container: c.to_string(),
+        });
+    }
+
     /// Terminates a container; following streams end cleanly.
     pub fn terminate_container(&self, ns: &str, pod: &str, c: &str, exit_code: i32, reason: &str) {
         self.apply(Action::TerminateContainer {

@@ -386,6 +386,24 @@ pub enum Action {
         /// Termination reason.
         reason: String,
     },
+    /// An unscheduled pod is bound to a node; its containers wait in `ContainerCreating`.
+    SchedulePod {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        name: String,
+        /// The node.
+        node: String,
+    },
+    /// A waiting container starts running (a new container ID; no restart is counted).
+    StartContainer {
+        /// Namespace.
+        namespace: String,
+        /// Pod name.
+        pod: String,
+        /// Container name.
+        container: String,
+    },
     /// A container exits and stays terminated.
     #[serde(rename_all = "camelCase")]
     TerminateContainer {

@@ -1671,3 +1671,28 @@ async fn the_demo_writes_app_and_proxy_lines_with_json_among_them() {
     assert_eq!(reply.json()["items"].as_array().map(Vec::len), Some(3));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_pending_pod_is_scheduled_then_its_container_starts() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let log = "/api/v1/namespaces/shop/pods/pending/log";
+    assert_eq!(get(&sim, "alice", log).await.status, 204);
+    handle.schedule_pod("shop", "pending", "node-2");
+    let reply = get(&sim, "alice", log).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.json()["message"],
+        "container \"main\" in pod \"pending\" is waiting to start: ContainerCreating"
+    );
+    handle.start_container("shop", "pending", "main");
+    handle.write_line("shop", "pending", "main", "up");
+    assert_eq!(get(&sim, "alice", log).await.text(), "up\n");
+    let pod = get(&sim, "alice", "/api/v1/namespaces/shop/pods/pending")
+        .await
+        .json();
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["spec"]["nodeName"], "node-2");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    sim.shutdown().await;
+}
