@@ -305,6 +305,8 @@ pub(crate) fn pod_logs(
 
     let (tx, body) = channel_body();
     let job = LogStream {
+        // Subscribed before the answer leaves, so that no later cut is missed.
+        cuts: ctx.cluster.log_cuts.subscribe(),
         ctx: ctx.clone(),
         logs,
         cursor,
@@ -327,6 +329,7 @@ struct LogStream {
     remaining: Option<usize>,
     target: (String, String, String),
     tx: Tx,
+    cuts: tokio::sync::broadcast::Receiver<Cut>,
 }
 
 enum Next {
@@ -388,7 +391,6 @@ impl LogStream {
     }
 
     async fn run(mut self, first: Vec<u8>) {
-        let mut cuts = self.ctx.cluster.log_cuts.subscribe();
         let mut shutdown = self.ctx.shutdown.clone();
         if !self.send(first).await || self.limit_reached() || !self.follow {
             // Not following: the first read is the whole answer, unless more arrived since
@@ -427,9 +429,11 @@ impl LogStream {
                 ReadStatus::Data => continue,
                 ReadStatus::Pending => {}
             }
+            // Cuts first: a cut that arrives with data applies before the data.
             let next = tokio::select! {
+                biased;
+                cut = self.cuts.recv() => Next::Cut(cut),
                 _ = woken => Next::Woken,
-                cut = cuts.recv() => Next::Cut(cut),
                 _ = shutdown.changed() => Next::Shutdown,
             };
             match next {
@@ -533,6 +537,7 @@ pub(crate) fn watch_pods(
 
     let (tx, body) = channel_body();
     let job = WatchStream {
+        cuts: ctx.cluster.watch_cuts.subscribe(),
         ctx: ctx.clone(),
         ns: ns.to_string(),
         rx,
@@ -582,6 +587,7 @@ struct WatchStream {
     ctx: Arc<Ctx>,
     ns: String,
     rx: tokio::sync::broadcast::Receiver<Arc<WatchEvent>>,
+    cuts: tokio::sync::broadcast::Receiver<Cut>,
     tx: Tx,
     since: u64,
     bookmarks: bool,
@@ -656,7 +662,6 @@ impl WatchStream {
                 return;
             }
         }
-        let mut cuts = self.ctx.cluster.watch_cuts.subscribe();
         let mut shutdown = self.ctx.shutdown.clone();
         let interval = self.ctx.bookmark_interval;
         let mut bookmark =
@@ -665,8 +670,9 @@ impl WatchStream {
         loop {
             let deadline = self.deadline;
             let next = tokio::select! {
+                biased;
+                cut = self.cuts.recv() => WatchNext::Cut(cut),
                 event = self.rx.recv() => WatchNext::Event(event),
-                cut = cuts.recv() => WatchNext::Cut(cut),
                 _ = bookmark.tick(), if self.bookmarks => WatchNext::Bookmark,
                 _ = tokio::time::sleep_until(deadline) => WatchNext::Done,
                 _ = shutdown.changed() => WatchNext::Done,

@@ -163,6 +163,18 @@ async fn request(
     }
 }
 
+/// Waits until a request for `path` has reached the simulator. Its handler runs without
+/// yielding from the record to the stream's set-up, so the stream exists when this returns.
+async fn wait_for_request(sim: &Sim, path: &str) {
+    for _ in 0..500 {
+        if sim.handle().requests().iter().any(|r| r.path == path) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no request for {path} reached kubesim");
+}
+
 async fn get(sim: &Sim, user: &str, path: &str) -> Reply {
     let token = sim.token(user).expect("known user");
     request(sim.addr(), "GET", Some(&token), path, None).await
@@ -555,7 +567,7 @@ async fn follow_ends_cleanly_when_the_container_terminates() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/namespaces/shop/pods/single/log").await;
     handle.write_line("shop", "single", "main", "bye");
     tokio::time::sleep(Duration::from_millis(100)).await;
     handle.terminate_container("shop", "single", "main", 0, "Completed");
@@ -626,7 +638,7 @@ async fn cut_log_streams_reset_the_connection() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/namespaces/shop/pods/single/log").await;
     handle.cut_log_streams(Cut {
         mode: CutMode::Reset,
         ..Cut::default()
@@ -1212,7 +1224,7 @@ async fn a_mid_line_cut_sends_half_a_line_then_ends_cleanly() {
         let path = "/api/v1/namespaces/shop/pods/single/log?follow=true&tailLines=0";
         request(addr, "GET", Some(&token), path, None).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/namespaces/shop/pods/single/log").await;
     let cut = Cut {
         mode: CutMode::MidLine,
         pod: Some("single".into()),
@@ -1237,7 +1249,7 @@ async fn cuts_for_other_pods_leave_a_stream_alone() {
         let path = "/api/v1/namespaces/shop/pods/single/log?follow=true";
         request(addr, "GET", Some(&token), path, None).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/namespaces/shop/pods/single/log").await;
     handle.cut_log_streams(Cut {
         pod: Some("web-0".into()),
         ..Cut::default()
@@ -1263,7 +1275,7 @@ async fn a_clean_watch_cut_ends_the_stream_with_its_final_chunk() {
     let watch = tokio::spawn(async move {
         request(addr, "GET", Some(&token), "/api/v1/pods?watch=true", None).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/pods").await;
     handle.cut_watch_streams(Cut::default());
     let reply = timeout(LIMIT, watch).await.expect("ends").expect("joins");
     assert!(reply.clean_end);
@@ -1288,7 +1300,7 @@ async fn deleting_a_pod_ends_its_follow_and_answers_not_found_after() {
         let path = "/api/v1/namespaces/shop/pods/single/log?follow=true";
         request(addr, "GET", Some(&token), path, None).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/namespaces/shop/pods/single/log").await;
     handle.delete_pod("shop", "single");
     let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
     assert!(reply.clean_end);
@@ -1534,7 +1546,7 @@ async fn extreme_numbers_are_served_without_panicking() {
         let path = format!("/api/v1/pods?watch=true&timeoutSeconds={max}&resourceVersion={max}");
         request(addr, "GET", Some(&token), &path, None).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_request(&sim, "/api/v1/pods").await;
     handle.cut_watch_streams(Cut::default());
     let reply = timeout(LIMIT, watch).await.expect("ends").expect("joins");
     assert_eq!(reply.status, 200);
