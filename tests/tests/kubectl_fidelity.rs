@@ -511,7 +511,14 @@ async fn get_pods_watch_prints_a_row_per_change() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     handle.restart_container("shop", "web-0", "app", 137, "OOMKilled");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    handle.cut_watch_streams(kubesim::Cut::default());
+    // Cut until kubectl has gone: a cut only ends watches open at that moment.
+    for _ in 0..100 {
+        handle.cut_watch_streams(kubesim::Cut::default());
+        if watch.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let out = watch
         .await
         .expect("joins")
