@@ -48,6 +48,17 @@ pub enum OutputArg {
     Json,
 }
 
+/// Which path reads the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViaArg {
+    /// Directly when your RBAC allows it, otherwise through the relay.
+    Auto,
+    /// Read pods with your own credentials.
+    Direct,
+    /// Through aether-relay (the service proxy, or --relay-url).
+    Relay,
+}
+
 /// When to color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorArg {
@@ -170,6 +181,32 @@ pub struct LogsArgs {
     /// Longest line kept, in bytes (suffixes Ki, Mi); the rest of a longer line is dropped.
     #[arg(long, value_name = "SIZE", default_value = "1Mi")]
     pub max_line_bytes: String,
+
+    /// Which path reads the logs: directly, or through aether-relay.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub via: ViaArg,
+
+    /// Talk to a relay at this URL instead of through the apiserver (AETHER_API_BASE is
+    /// read too).
+    #[arg(long, value_name = "URL", env = "AETHER_RELAY_URL")]
+    pub relay_url: Option<String>,
+
+    /// Bearer token for --relay-url (a token bound to the audience aether-relay).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "AETHER_RELAY_TOKEN",
+        hide_env_values = true
+    )]
+    pub relay_token: Option<String>,
+
+    /// Namespace of the relay service.
+    #[arg(long, value_name = "NAMESPACE", default_value = "aether-system")]
+    pub relay_namespace: String,
+
+    /// The relay service and its port name, as the service proxy names them.
+    #[arg(long, value_name = "NAME[:PORT]", default_value = "aether-relay:http")]
+    pub relay_service: String,
 
     /// More detail on stderr (-v: what happens, -vv: debugging).
     #[arg(short, long, action = ArgAction::Count)]

@@ -11,7 +11,8 @@ use podlogs::format::{FormatOptions, OutputFormat};
 use podlogs::{ContainerFilter, LogQuery, Namespaces, Since};
 use regex::Regex;
 
-use crate::cli::{ColorArg, LogsArgs, OutputArg};
+use crate::cli::{ColorArg, LogsArgs, OutputArg, ViaArg};
+use crate::via::{RelayService, Via};
 
 /// Lines of history per container when following and `--tail` is not given.
 pub const FOLLOW_DEFAULT_TAIL: i64 = 10;
@@ -77,6 +78,17 @@ pub enum ConfigError {
     /// `--max-log-requests 0`.
     #[error("--max-log-requests must be at least 1")]
     BadMaxRequests,
+    /// `--relay-url` with `--via direct`.
+    #[error("--relay-url goes with --via relay or --via auto, not --via direct")]
+    RelayUrlWithDirect,
+    /// `--relay-service` or `--relay-namespace` that cannot name a service.
+    #[error("{flag} {value:?} is not a service name; use a form such as aether-relay:http")]
+    BadRelayService {
+        /// The flag.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// `--max-line-bytes` that is not a size in range.
     #[error(
         "--max-line-bytes {0:?} is not a size from 1 to 64Mi; use forms such as 4096, 64Ki or 1Mi"
@@ -84,11 +96,15 @@ pub enum ConfigError {
     BadLineCap(String),
 }
 
-/// Where the events come from.
+/// How to reach aether-relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// The engine runs here, reading the apiserver with the user's credentials.
-    Direct,
+pub struct RelayOptions {
+    /// `--relay-url`: the relay itself, not through the apiserver.
+    pub url: Option<String>,
+    /// `--relay-token`: the bearer token for `url`.
+    pub token: Option<String>,
+    /// The relay service for the service-proxy path.
+    pub service: RelayService,
 }
 
 /// How to reach the cluster.
@@ -118,8 +134,10 @@ pub struct Terminal {
 /// Everything `logs` runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where events come from.
-    pub source: Source,
+    /// Which path reads the logs.
+    pub via: Via,
+    /// How to reach the relay.
+    pub relay: RelayOptions,
     /// How to reach the cluster.
     pub cluster: ClusterOptions,
     /// Where to look; `None` for the kubeconfig context's namespace.
@@ -183,7 +201,7 @@ impl Config {
                     value: text.clone(),
                     reason,
                 })?;
-                if duration.is_zero() {
+                if duration.as_secs() == 0 {
                     return Err(ConfigError::BadSince {
                         value: text.clone(),
                         reason: "it must be at least one second".into(),
@@ -267,8 +285,28 @@ impl Config {
             escape: terminal.stdout_is_tty,
         };
 
+        let via = match args.via {
+            ViaArg::Auto => Via::Auto,
+            ViaArg::Direct => Via::Direct,
+            ViaArg::Relay => Via::Relay,
+        };
+        let relay_url = args
+            .relay_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty());
+        if relay_url.is_some() && via == Via::Direct {
+            return Err(ConfigError::RelayUrlWithDirect);
+        }
+        let relay = RelayOptions {
+            url: relay_url.map(str::to_string),
+            token: args.relay_token.clone().filter(|t| !t.trim().is_empty()),
+            service: relay_service(&args.relay_namespace, &args.relay_service)?,
+        };
+
         Ok(Config {
-            source: Source::Direct,
+            via,
+            relay,
             cluster,
             namespaces,
             app: args.app.clone(),
@@ -302,6 +340,30 @@ impl Config {
     }
 }
 
+/// The relay service from `--relay-namespace` and `--relay-service NAME[:PORT]`.
+fn relay_service(namespace: &str, service: &str) -> Result<RelayService, ConfigError> {
+    let bad = |flag, value: &str| ConfigError::BadRelayService {
+        flag,
+        value: value.to_string(),
+    };
+    let namespace = namespace.trim();
+    if !valid_label_value(namespace) {
+        return Err(bad("--relay-namespace", namespace));
+    }
+    let (name, port) = service
+        .trim()
+        .split_once(':')
+        .unwrap_or((service.trim(), "http"));
+    if !valid_label_value(name) || !valid_label_value(port) {
+        return Err(bad("--relay-service", service));
+    }
+    Ok(RelayService {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        port: port.to_string(),
+    })
+}
+
 fn compile(flag: &'static str, value: Option<&str>) -> Result<Option<Regex>, ConfigError> {
     value
         .map(|v| {
@@ -333,46 +395,13 @@ pub fn valid_label_value(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Parses `30s`, `5m`, `1h30m`, `2d` (units may combine, largest first or not); a bare
-/// number is seconds.
+/// Parses `30s`, `5m`, `1h30m`, `2d` (units may combine) as the relay does; a bare number
+/// is seconds, as kubectl reads `--request-timeout`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("it is empty".into());
+    match text.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => podlogs::duration::parse_duration(text).map_err(|e| e.to_string()),
     }
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            other => return Err(format!("unknown unit {other:?}")),
-        };
-        if digits.is_empty() {
-            return Err(format!("a number must come before {c:?}"));
-        }
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| "the number is too large".to_string())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| "it is too long".to_string())?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!("{digits} has no unit"));
-    }
-    Ok(Duration::from_secs(total))
 }
 
 /// Parses a byte size: `4096`, `64Ki`, `1Mi` (also `KiB`, `MiB`, `K`, `M` as powers of 1024).
@@ -423,12 +452,11 @@ mod tests {
 
     #[test]
     fn bad_durations_say_why() {
-        assert_eq!(parse_duration("5x"), Err("unknown unit 'x'".to_string()));
-        assert_eq!(parse_duration("1h30"), Err("30 has no unit".to_string()));
-        assert_eq!(
-            parse_duration("m"),
-            Err("a number must come before 'm'".to_string())
-        );
+        let unknown = parse_duration("5x").unwrap_err();
+        assert!(unknown.contains("unknown unit \"x\""), "{unknown}");
+        let missing = parse_duration("1h30").unwrap_err();
+        assert!(missing.contains("missing unit after 30"), "{missing}");
+        assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
     }

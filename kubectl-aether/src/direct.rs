@@ -7,11 +7,13 @@ use futures::stream::BoxStream;
 use podlogs::LogEvent;
 
 use crate::config::Config;
-use crate::kubeconfig;
+use crate::kubeconfig::Connection;
 
-/// Connects, lists the pods and returns the merged events.
-pub async fn events(config: &Config) -> anyhow::Result<BoxStream<'static, LogEvent>> {
-    let connection = kubeconfig::connect(&config.cluster).await?;
+/// Lists the pods through `connection` and returns the merged events.
+pub async fn events(
+    config: &Config,
+    connection: Connection,
+) -> anyhow::Result<BoxStream<'static, LogEvent>> {
     let query = config.query(&connection.namespace);
     tracing::info!(app = ?config.app, selector = %query.selector, namespaces = ?query.namespaces,
         follow = query.follow, "reading logs directly from the apiserver");

@@ -10,6 +10,8 @@ mod direct;
 mod kubeconfig;
 mod logs;
 mod output;
+mod relay;
+mod via;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
@@ -53,7 +55,13 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Logs(args) => run_async(|| logs_command(*args)),
+        Command::Logs(mut args) => {
+            if args.relay_url.is_none() {
+                // The older name of AETHER_RELAY_URL, still read.
+                args.relay_url = std::env::var("AETHER_API_BASE").ok();
+            }
+            run_async(|| logs_command(*args))
+        }
         Command::Demo(args) => run_async(|| demo::run(args.args, terminal())),
     }
 }

@@ -482,11 +482,9 @@ async fn route(
                 Method::DELETE => "delete",
                 _ => return Err(ApiError::method_not_allowed()),
             };
-            let name = proxy::service_name(id);
-            authorize(
-                identity,
-                &Attributes::core(verb, "services/proxy", ns, name),
-            )?;
+            // RBAC sees the id as written in the URL (`name:port` included), as the
+            // apiserver's request info does, so resourceNames must list that form.
+            authorize(identity, &Attributes::core(verb, "services/proxy", ns, id))?;
             proxy::forward(ctx, req, ns, id, &rest, remote).await
         }
 

@@ -32,8 +32,9 @@ fn scenario() -> Scenario {
         )
         .user(
             User::new("carol").rule(
+                // The apiserver checks the proxy id as written, port and scheme included.
                 Rule::new(&["get"], &["services/proxy"])
-                    .names(&["aether-relay"])
+                    .names(&["aether-relay", "http:aether-relay:80"])
                     .in_namespaces(&["aether-system"]),
             ),
         )
