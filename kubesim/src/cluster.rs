@@ -391,7 +391,7 @@ impl Cluster {
         let Some(pod) = state.pods.get(key) else {
             return;
         };
-        let event = Arc::new(pod_event(pod, kind, self));
+        let event = Arc::new(pod_event(pod, kind));
         self.push_event(state, event);
     }
 
@@ -853,7 +853,7 @@ fn service_rec(svc: &Service, created: DateTime<Utc>) -> ServiceRec {
     }
 }
 
-fn pod_event(pod: &PodRec, kind: &'static str, cluster: &Cluster) -> WatchEvent {
+fn pod_event(pod: &PodRec, kind: &'static str) -> WatchEvent {
     let mut fields = HashMap::new();
     for f in crate::select::POD_FIELDS {
         fields.insert(f, pod.field(f));
@@ -864,7 +864,7 @@ fn pod_event(pod: &PodRec, kind: &'static str, cluster: &Cluster) -> WatchEvent 
         namespace: pod.namespace.clone(),
         labels: pod.labels.clone(),
         fields,
-        object: objects::pod_json(pod, cluster.start),
+        object: objects::pod_json(pod),
         row: objects::pod_row(pod, Utc::now()),
     }
 }

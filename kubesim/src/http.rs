@@ -424,6 +424,13 @@ async fn route(
         }
 
         // Services and their proxy.
+        // Events: none are recorded, but kubectl describe lists them.
+        ["api", "v1", "events"] | ["api", "v1", "namespaces", _, "events"] if get => {
+            let ns = segments.get(3).copied().unwrap_or("");
+            authorize(identity, &Attributes::core("list", "events", ns, ""))?;
+            let rv = ctx.cluster.state().resource_version;
+            ok_json(&objects::list("EventList", "v1", rv, Vec::new()))
+        }
         ["api", "v1", "services"] if get => {
             authorize(identity, &Attributes::core("list", "services", "", ""))?;
             let state = ctx.cluster.state();
@@ -758,13 +765,10 @@ async fn pods_collection(
 
     let mut value = if wants_table(req) {
         let mut table = objects::pod_table(&pods, state.resource_version, Utc::now());
-        include_objects(&mut table, &pods, query, ctx.cluster.start);
+        include_objects(&mut table, &pods, query);
         table
     } else {
-        let items = pods
-            .iter()
-            .map(|p| objects::pod_json(p, ctx.cluster.start))
-            .collect();
+        let items = pods.iter().map(|p| objects::pod_json(p)).collect();
         objects::list("PodList", "v1", state.resource_version, items)
     };
     if let Some(map) = value.as_object_mut() {
@@ -803,12 +807,7 @@ fn decode_continue(token: &str) -> Result<String, ApiError> {
     Ok(start.trim_end_matches('\u{0}').to_string())
 }
 
-fn include_objects(
-    table: &mut Value,
-    pods: &[&crate::cluster::PodRec],
-    query: &Query,
-    start: DateTime<Utc>,
-) {
+fn include_objects(table: &mut Value, pods: &[&crate::cluster::PodRec], query: &Query) {
     let Some(rows) = table.get_mut("rows").and_then(|r| r.as_array_mut()) else {
         return;
     };
@@ -821,7 +820,7 @@ fn include_objects(
                 map.remove("object");
             }
             Some("Object") => {
-                map.insert("object".to_string(), objects::pod_json(pod, start));
+                map.insert("object".to_string(), objects::pod_json(pod));
             }
             _ => {}
         }
@@ -836,10 +835,10 @@ fn get_pod(ctx: &Ctx, req: &Request<Incoming>, ns: &str, name: &str, query: &Que
         .ok_or_else(|| ApiError::not_found("pods", name))?;
     if wants_table(req) {
         let mut table = objects::pod_table(&[pod], state.resource_version, Utc::now());
-        include_objects(&mut table, &[pod], query, ctx.cluster.start);
+        include_objects(&mut table, &[pod], query);
         return ok_json(&table);
     }
-    ok_json(&objects::pod_json(pod, ctx.cluster.start))
+    ok_json(&objects::pod_json(pod))
 }
 
 /// A stable number from a name, for UIDs that stay the same across requests.

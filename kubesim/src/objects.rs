@@ -116,7 +116,7 @@ pub fn pod_metadata(pod: &PodRec) -> Value {
 }
 
 /// A full Pod object as `GET /api/v1/namespaces/{ns}/pods/{name}` returns it.
-pub fn pod_json(pod: &PodRec, start: DateTime<Utc>) -> Value {
+pub fn pod_json(pod: &PodRec) -> Value {
     let of = |kind: ContainerKind| -> Vec<&ContainerRec> {
         pod.containers.iter().filter(|c| c.kind == kind).collect()
     };
@@ -186,10 +186,7 @@ pub fn pod_json(pod: &PodRec, start: DateTime<Utc>) -> Value {
         status.insert("hostIPs".to_string(), json!([{"ip": "172.18.0.2"}]));
         status.insert("podIP".to_string(), json!(pod.ip));
         status.insert("podIPs".to_string(), json!([{"ip": pod.ip}]));
-        status.insert(
-            "startTime".to_string(),
-            json!(meta_time(pod.created.max(start))),
-        );
+        status.insert("startTime".to_string(), json!(meta_time(pod.created)));
         if !init.is_empty() {
             status.insert(
                 "initContainerStatuses".to_string(),
@@ -699,6 +696,7 @@ const RW: [&str; 8] = [
 pub fn resource_list(group_version: &str) -> Option<Value> {
     let resources = match group_version {
         "v1" => vec![
+            resource("events", "event", true, "Event", &RW, &["ev"]),
             resource(
                 "namespaces",
                 "namespace",

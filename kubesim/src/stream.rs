@@ -527,7 +527,7 @@ pub(crate) fn watch_pods(
                     .pods
                     .values()
                     .filter(|p| filter.pod(p))
-                    .map(|p| (p, objects::pod_json(p, ctx.cluster.start)))
+                    .map(|p| (p, objects::pod_json(p)))
                     .map(|(p, o)| ("ADDED", o, objects::pod_row(p, now), p.resource_version))
                     .collect();
                 (added, state.resource_version, rx, None)

@@ -1708,3 +1708,37 @@ async fn a_pending_pod_is_scheduled_then_its_container_starts() {
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn proxy_resource_names_match_the_id_as_written() {
+    let rule = Rule::new(&["get"], &["services/proxy"]).names(&["aether-relay"]);
+    let scenario = shop()
+        .service(kubesim::Service::new("aether-system", "aether-relay"))
+        .user(User::new("dave").rule(rule));
+    let sim = plain(scenario).await;
+    let base = "/api/v1/namespaces/aether-system/services";
+    let reply = get(&sim, "dave", &format!("{base}/aether-relay/proxy/")).await;
+    assert_eq!(reply.status, 503, "allowed, but there is no backend");
+    let reply = get(&sim, "dave", &format!("{base}/http:aether-relay:80/proxy/")).await;
+    assert_eq!(reply.status, 403);
+    let message = reply.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(
+        message.starts_with("services \"http:aether-relay:80\" is forbidden"),
+        "{message}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_are_an_empty_list() {
+    let sim = plain(shop()).await;
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/events?fieldSelector=x%3Dy",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["kind"], "EventList");
+    sim.shutdown().await;
+}
