@@ -303,11 +303,18 @@ impl Sim {
     }
 
     /// Stops serving: open streams end and the port is released.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+    }
+}
+
+/// Dropping a simulator stops it too, without waiting for its tasks.
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 
