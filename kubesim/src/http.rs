@@ -423,7 +423,6 @@ async fn route(
             ok_json(&namespace_json(ns, ctx.cluster.start))
         }
 
-        // Services and their proxy.
         // Events: none are recorded, but kubectl describe lists them.
         ["api", "v1", "events"] | ["api", "v1", "namespaces", _, "events"] if get => {
             let ns = segments.get(3).copied().unwrap_or("");
@@ -431,6 +430,8 @@ async fn route(
             let rv = ctx.cluster.state().resource_version;
             ok_json(&objects::list("EventList", "v1", rv, Vec::new()))
         }
+
+        // Services and their proxy.
         ["api", "v1", "services"] if get => {
             authorize(identity, &Attributes::core("list", "services", "", ""))?;
             let state = ctx.cluster.state();
