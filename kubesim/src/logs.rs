@@ -25,6 +25,31 @@ pub struct TruthLine {
 struct Line {
     time: DateTime<Utc>,
     text: Arc<str>,
+    /// The first fragment of a runtime line (the only one a timestamp prefixes).
+    first: bool,
+    /// A fragment that the next one continues (no newline after it).
+    partial: bool,
+}
+
+/// The longest runtime log entry: longer lines are split into partial entries, as CRI
+/// runtimes do.
+pub const MAX_ENTRY: usize = 16 * 1024;
+
+/// Splits a line into runtime entries of at most [`MAX_ENTRY`] bytes, at character
+/// boundaries.
+fn fragments(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > MAX_ENTRY {
+        let mut cut = MAX_ENTRY;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out.push(rest);
+    out
 }
 
 /// A truth record entry.
@@ -98,12 +123,14 @@ impl Render {
         if self.since.is_some_and(|s| line.time < s) {
             return false;
         }
-        if self.timestamps {
+        if self.timestamps && line.first {
             out.extend_from_slice(format_time(line.time).as_bytes());
             out.push(b' ');
         }
         out.extend_from_slice(line.text.as_bytes());
-        out.push(b'\n');
+        if !line.partial {
+            out.push(b'\n');
+        }
         true
     }
 }
@@ -198,25 +225,44 @@ impl LogBox {
     }
 
     fn append(state: &mut State, instance: &mut Instance, time: DateTime<Utc>, text: &str) {
-        let size = text.len() + 1;
-        if instance.file_bytes + size > state.max_bytes && !instance.file.is_empty() {
-            instance.rotate();
-        }
-        let line = Line {
-            time,
-            text: text.into(),
-        };
+        let whole: Arc<str> = text.into();
         if state.truth_cap > 0 {
             if state.truth.len() >= state.truth_cap {
                 state.truth.pop_front();
             }
+            let line = Line {
+                time,
+                text: whole.clone(),
+                first: true,
+                partial: false,
+            };
             state.truth.push_back(Written {
                 id: instance.id.clone(),
-                line: line.clone(),
+                line,
             });
         }
-        instance.file.push(line);
-        instance.file_bytes += size;
+
+        // The file holds runtime entries: a long line becomes several partial ones.
+        let parts = fragments(text);
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let size = part.len() + 1;
+            if instance.file_bytes + size > state.max_bytes && !instance.file.is_empty() {
+                instance.rotate();
+            }
+            let text = if last == 0 {
+                whole.clone()
+            } else {
+                part.into()
+            };
+            instance.file.push(Line {
+                time,
+                text,
+                first: i == 0,
+                partial: i != last,
+            });
+            instance.file_bytes += size;
+        }
     }
 
     /// Rotates the current instance's file.
@@ -373,6 +419,31 @@ mod tests {
             .expect("open");
         assert_eq!(String::from_utf8_lossy(&out), "dddd\n");
         assert_eq!(logs.truth().len(), 4);
+    }
+
+    #[test]
+    fn long_lines_are_partial_entries_with_one_timestamp() {
+        let logs = LogBox::new(1 << 20, 100);
+        logs.start_instance("c1");
+        let long = "é".repeat(MAX_ENTRY); // twice the entry size, in two-byte characters
+        logs.write(&[(t(0), long.clone())]);
+        let render = Render {
+            timestamps: true,
+            since: None,
+        };
+        let mut out = Vec::new();
+        logs.open("c1", None, &render, &mut out).expect("open");
+        let text = String::from_utf8(out).expect("fragments end at character boundaries");
+        assert_eq!(text, format!("{} {long}\n", format_time(t(0))));
+        let mut tail = Vec::new();
+        logs.open("c1", Some(1), &Render::default(), &mut tail)
+            .expect("open");
+        assert_eq!(
+            tail.len(),
+            MAX_ENTRY + 1,
+            "tail counts the last runtime entry only"
+        );
+        assert_eq!(logs.truth()[0].text, long);
     }
 
     #[test]

@@ -1748,14 +1748,17 @@ async fn follow_headers_arrive_before_any_line() {
     let sim = plain(shop()).await;
     let token = sim.token("alice").expect("alice");
     let stream = TcpStream::connect(sim.addr()).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     let req = Request::get("/api/v1/namespaces/shop/pods/single/log?follow=true&tailLines=0")
         .header("authorization", format!("Bearer {token}"))
         .body(Empty::<Bytes>::new())
         .expect("request");
-    let resp = timeout(LIMIT, sender.send_request(req)).await.expect("headers without data");
+    let resp = timeout(LIMIT, sender.send_request(req))
+        .await
+        .expect("headers without data");
     assert_eq!(resp.expect("answer").status(), 200);
     sim.shutdown().await;
 }
