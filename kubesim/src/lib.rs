@@ -5,6 +5,28 @@
 //!
 //! It is not a general apiserver: no writes besides reviews, no other resources than the
 //! ones a log tailer reads.
+//!
+//! ```no_run
+//! use kubesim::{Container, LogSource, Pod, Rule, Scenario, Sim, SimOptions, User};
+//!
+//! # async fn example() -> Result<(), kubesim::Error> {
+//! let scenario = Scenario::new("shop")
+//!     .user(User::new("alice").rule(Rule::all()))
+//!     .pod(
+//!         Pod::new("web-0")
+//!             .label("app", "web")
+//!             .container(Container::new("app").line(-5.0, "started").generate(LogSource::new(10.0))),
+//!     );
+//! let sim = Sim::start(scenario, SimOptions::default()).await?;
+//! sim.write_kubeconfig("/tmp/kubeconfig", "alice").ok();
+//! let handle = sim.handle();
+//! handle.restart_container("shop", "web-0", "app", 137, "OOMKilled");
+//! let written = handle.truth("shop", "web-0", "app");
+//! assert!(!written.is_empty());
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 mod cluster;
 mod http;
