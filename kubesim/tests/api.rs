@@ -1762,3 +1762,28 @@ async fn follow_headers_arrive_before_any_line() {
     assert_eq!(resp.expect("answer").status(), 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn kube_rs_retries_through_injected_429s() {
+    use k8s_openapi::api::core::v1::Pod as KPod;
+    use kube::api::{Api, ListParams};
+
+    let sim = Sim::start(shop(), SimOptions::default())
+        .await
+        .expect("starts");
+    let client = kube_client(&sim, "alice").await;
+    let pods: Api<KPod> = Api::namespaced(client, "shop");
+    sim.handle().fail_next(2, 429, Some(0));
+    let list = timeout(LIMIT, pods.list(&ListParams::default()))
+        .await
+        .expect("in time");
+    assert_eq!(list.expect("retried to success").items.len(), 5);
+    let failed = sim
+        .handle()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/pods"))
+        .count();
+    assert_eq!(failed, 3, "two refused, one served");
+    sim.shutdown().await;
+}
