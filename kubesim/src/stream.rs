@@ -353,7 +353,9 @@ pub(crate) fn split_point(data: &[u8]) -> Option<usize> {
     if data.len() < 2 {
         return None;
     }
-    if let Some(i) = data.iter().position(|b| *b >= 0xC0) {
+    if let Some(i) = data.iter().position(|b| *b >= 0xC0)
+        && i + 1 < data.len()
+    {
         return Some(i + 1);
     }
     let line_end = data.iter().position(|b| *b == b'\n').unwrap_or(data.len());
@@ -378,7 +380,8 @@ impl LogStream {
             Some(at) => vec![data.slice(..at), data.slice(at..)],
             None => vec![data],
         };
-        for piece in pieces {
+        // An empty chunk would read as the end of a chunked body: never send one.
+        for piece in pieces.into_iter().filter(|p| !p.is_empty()) {
             if self.tx.send(Ok(Frame::data(piece))).await.is_err() {
                 return false;
             }
