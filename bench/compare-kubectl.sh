@@ -49,7 +49,7 @@ start_sim() { # scenario-file
 measure() { # label command...  -> prints "label wall_s maxrss_mb lines"
   local label=$1; shift
   /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" >"$work/out" 2>/dev/null || true
-  read -r wall rss user sys <"$work/time"
+  read -r wall rss user sys < <(tail -n 1 "$work/time")
   printf '%-16s %8.2f %8.1f %8.2f %10d\n' "$label" "$wall" "$(echo "$rss/1024" | bc -l)" \
     "$(echo "$user+$sys" | bc -l)" "$(wc -l <"$work/out")"
 }

@@ -29,7 +29,9 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// The real kubectl: `$KUBECTL` if set, otherwise `kubectl` on PATH.
 pub fn kubectl_path() -> PathBuf {
-    std::env::var_os("KUBECTL").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("kubectl"))
+    std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
 /// A `kubectl` command that reads only the given kubeconfig, finds the workspace's binaries
