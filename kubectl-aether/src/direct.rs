@@ -51,10 +51,15 @@ fn explain(err: podlogs::Error, url: &str) -> anyhow::Error {
             "the apiserver refused to list pods: {}; check the selector and the namespace",
             status.message
         ),
-        podlogs::Error::Api(other) => anyhow::Error::new(other).context(format!(
-            "cannot reach the cluster at {url}; check the kubeconfig context (--context) and \
-             that the cluster is up"
-        )),
+        podlogs::Error::Api(other) => anyhow::Error::new(other).context(unreachable(url)),
         forbidden @ podlogs::Error::Forbidden { .. } => anyhow::Error::new(forbidden),
     }
+}
+
+/// What to say when the cluster at `url` cannot be reached.
+pub fn unreachable(url: &str) -> String {
+    format!(
+        "cannot reach the cluster at {url}; check the kubeconfig context (--context) and that \
+         the cluster is up"
+    )
 }

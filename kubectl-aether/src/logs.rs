@@ -12,7 +12,7 @@ use podlogs::format::Formatter;
 use crate::config::Config;
 use crate::output::{self, Outcome};
 use crate::relay::{Endpoint, RelayRequest};
-use crate::via::{Path, Via};
+use crate::via::{ChooseError, Path, Via};
 use crate::{direct, kubeconfig, relay, via};
 
 /// Exit status of a finished run.
@@ -95,8 +95,24 @@ async fn open_events(
                 &namespaces,
                 config.follow,
                 &config.relay.service,
+                relay::possible(config),
             );
-            let (path, why) = limited(config, async { Ok(choosing.await?) }).await?;
+            let (path, why) = match limited(config, async { Ok(choosing.await) }).await? {
+                Ok(choice) => choice,
+                Err(ChooseError::Review(kube::Error::Api(status))) => (
+                    Path::Direct,
+                    format!(
+                        "the apiserver answers no access reviews ({})",
+                        status.message
+                    ),
+                ),
+                Err(ChooseError::Review(err)) => {
+                    return Err(
+                        anyhow::Error::new(err).context(direct::unreachable(&connection.url))
+                    );
+                }
+                Err(denied) => return Err(denied.into()),
+            };
             let what = match path {
                 Path::Direct => "reading pods directly",
                 Path::RelayProxy => "reading through the relay service",

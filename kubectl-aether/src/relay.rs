@@ -107,6 +107,11 @@ pub struct RelayRequest {
     pub previous: bool,
 }
 
+/// Whether `config` can be served by a relay at all.
+pub fn possible(config: &Config) -> bool {
+    RelayRequest::from_config(config, None).is_ok()
+}
+
 /// Why the plugin's flags cannot go through a relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -623,8 +628,8 @@ mod tests {
         assert!(!route.contains("tail_lines"), "{route}");
     }
 
-    #[test]
-    fn proxy_path_names_the_service_and_port() {
+    #[tokio::test]
+    async fn proxy_path_names_the_service_and_port() {
         let endpoint = Endpoint::ServiceProxy {
             client: test_client(),
             namespace: "aether-system".into(),

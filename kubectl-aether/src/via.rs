@@ -112,19 +112,26 @@ fn scopes(namespaces: &Namespaces) -> Vec<Option<String>> {
 }
 
 /// Decides between the direct path and the relay, asking the apiserver.
+///
+/// Direct when every namespace of the query may be read. Otherwise the relay, when the query
+/// can go through it (`relay_possible`: an app by name in one namespace) and the user may
+/// reach it. Otherwise direct again when at least one namespace may be read, so the engine
+/// reads those and reports the others; with none, [`ChooseError::Denied`].
 pub async fn choose(
     client: &Client,
     namespaces: &Namespaces,
     follow: bool,
     relay: &RelayService,
+    relay_possible: bool,
 ) -> Result<(Path, String), ChooseError> {
+    let scopes = scopes(namespaces);
     let mut needed = Vec::new();
-    for scope in scopes(namespaces) {
+    for scope in &scopes {
         needed.push(permission("list", "pods", None, None, scope.clone()));
         if follow {
             needed.push(permission("watch", "pods", None, None, scope.clone()));
         }
-        needed.push(permission("get", "pods", Some("log"), None, scope));
+        needed.push(permission("get", "pods", Some("log"), None, scope.clone()));
     }
     let missing_direct = missing(client, &needed).await?;
     if missing_direct.is_empty() {
@@ -133,25 +140,40 @@ pub async fn choose(
             "you may list and watch pods and read pods/log there".into(),
         ));
     }
+    let readable_somewhere = scopes
+        .iter()
+        .any(|scope| !missing_direct.iter().any(|p| &p.namespace == scope));
+    let missing_text = join(&missing_direct);
 
-    let proxy = permission(
-        "get",
-        "services",
-        Some("proxy"),
-        Some(relay.proxy_id()),
-        Some(relay.namespace.clone()),
-    );
-    let missing_relay = missing(client, std::slice::from_ref(&proxy)).await?;
-    let missing_direct = join(&missing_direct);
-    if missing_relay.is_empty() {
+    let missing_relay = if relay_possible {
+        let proxy = permission(
+            "get",
+            "services",
+            Some("proxy"),
+            Some(relay.proxy_id()),
+            Some(relay.namespace.clone()),
+        );
+        let lacking = missing(client, std::slice::from_ref(&proxy)).await?;
+        if lacking.is_empty() {
+            return Ok((
+                Path::RelayProxy,
+                format!("you may not {missing_text}, but you may reach the relay"),
+            ));
+        }
+        join(&lacking)
+    } else {
+        "an app name in a single namespace (the relay serves nothing else)".into()
+    };
+
+    if readable_somewhere || !relay_possible {
         return Ok((
-            Path::RelayProxy,
-            format!("you may not {missing_direct}, but you may reach the relay"),
+            Path::Direct,
+            format!("you may not {missing_text}; what is readable is read, the rest reported"),
         ));
     }
     Err(ChooseError::Denied {
-        missing_direct,
-        missing_relay: join(&missing_relay),
+        missing_direct: missing_text,
+        missing_relay,
     })
 }
 

@@ -520,7 +520,7 @@ async fn forbidden_listing_names_the_missing_permission() {
         with_limited_users(admin(Scenario::new("shop"))).pod(web_pod("web-a", &[(-5.0, "a1")]));
     let c = cluster(scenario).await;
 
-    let out = run(&c, &["web", "--context", "nobody"]).await;
+    let out = run(&c, &["web", "--context", "nobody", "--via", "direct"]).await;
 
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stdout(&out), "");
@@ -538,7 +538,7 @@ async fn forbidden_log_reading_is_an_error_per_container() {
         with_limited_users(admin(Scenario::new("shop"))).pod(web_pod("web-a", &[(-5.0, "a1")]));
     let c = cluster(scenario).await;
 
-    let out = run(&c, &["web", "--context", "lister"]).await;
+    let out = run(&c, &["web", "--context", "lister", "--via", "direct"]).await;
 
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
