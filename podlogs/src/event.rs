@@ -94,6 +94,19 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in the order the schema lists them.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Started,
+        EventKind::Ended,
+        EventKind::Restarted,
+        EventKind::Reconnected,
+        EventKind::Gap,
+        EventKind::PodDeleted,
+        EventKind::Waiting,
+        EventKind::Error,
+        EventKind::Closing,
+    ];
+
     /// The name used in the schema, such as `pod_deleted`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -207,17 +220,7 @@ mod tests {
 
     #[test]
     fn event_kind_names_match_serde() {
-        for kind in [
-            EventKind::Started,
-            EventKind::Ended,
-            EventKind::Restarted,
-            EventKind::Reconnected,
-            EventKind::Gap,
-            EventKind::PodDeleted,
-            EventKind::Waiting,
-            EventKind::Error,
-            EventKind::Closing,
-        ] {
+        for kind in EventKind::ALL {
             assert_eq!(
                 serde_json::to_string(&kind).unwrap(),
                 format!("\"{}\"", kind.as_str())

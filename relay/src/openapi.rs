@@ -2,6 +2,7 @@
 //! event schema, served at `/openapi.json`. Built from the same parameter list the server
 //! accepts ([`crate::params::PARAMETERS`]); a test checks they agree.
 
+use podlogs::EventKind;
 use serde_json::{Value, json};
 
 use crate::config::RelayConfig;
@@ -203,10 +204,7 @@ fn schemas() -> Value {
                 "namespace": {"type": "string"},
                 "pod": {"type": "string"},
                 "container": {"type": "string"},
-                "event": {"enum": [
-                    "started", "ended", "restarted", "reconnected", "gap", "pod_deleted",
-                    "waiting", "error", "closing"
-                ]},
+                "event": {"enum": EventKind::ALL.map(EventKind::as_str)},
                 "message": {"type": "string"}
             }
         },
@@ -221,7 +219,6 @@ fn schemas() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podlogs::EventKind;
 
     #[test]
     fn documents_every_accepted_parameter() {
@@ -255,17 +252,7 @@ mod tests {
     fn event_schema_names_every_event_kind() {
         let doc = document(&RelayConfig::new(["shop"]));
         let kinds = &doc["components"]["schemas"]["StatusEvent"]["properties"]["event"]["enum"];
-        for kind in [
-            EventKind::Started,
-            EventKind::Ended,
-            EventKind::Restarted,
-            EventKind::Reconnected,
-            EventKind::Gap,
-            EventKind::PodDeleted,
-            EventKind::Waiting,
-            EventKind::Error,
-            EventKind::Closing,
-        ] {
+        for kind in EventKind::ALL {
             assert!(
                 kinds.as_array().unwrap().iter().any(|k| k == kind.as_str()),
                 "{}",
