@@ -7,15 +7,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::logs::{LogBox, TruthLine};
+use crate::logs::{LogBox, TimedLine, TruthLine};
 use crate::rbac::{API_AUDIENCE, Identity};
 use crate::scenario::{
     Action, Container, ContainerKind, ContainerState, Cut, LogSource, Pod, Scenario, Service,
-    ServicePort, Workload,
+    ServicePort, Workload, WriteLine,
 };
 use crate::{RequestRecord, objects};
 
@@ -40,7 +41,7 @@ pub(crate) struct ContainerRec {
     pub id: String,
     pub logs: Arc<LogBox>,
     pub generator: Option<GenState>,
-    pub pending: VecDeque<(f64, String)>,
+    pub pending: VecDeque<(f64, Bytes)>,
 }
 
 /// A terminated state.
@@ -191,9 +192,6 @@ pub(crate) struct Cluster {
     /// Lines written by generators, fixed future lines and WriteLine, since start.
     pub lines_written: std::sync::atomic::AtomicU64,
 }
-
-/// A line and when it was written.
-type TimedText = (DateTime<Utc>, String);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -478,7 +476,7 @@ impl Cluster {
             let lines: Vec<_> = c
                 .previous_logs
                 .iter()
-                .map(|l| (self.at(l.at), l.text.clone()))
+                .map(|l| (self.at(l.at), l.bytes.clone()))
                 .collect();
             logs.set_previous(&last.id, &lines);
         }
@@ -513,13 +511,13 @@ impl Cluster {
             let past: Vec<_> = lines
                 .iter()
                 .filter(|l| l.at <= now_secs)
-                .map(|l| (self.at(l.at), l.text.clone()))
+                .map(|l| (self.at(l.at), l.bytes.clone()))
                 .collect();
             logs.write(&past);
             pending = lines
                 .into_iter()
                 .filter(|l| l.at > now_secs)
-                .map(|l| (l.at, l.text))
+                .map(|l| (l.at, l.bytes))
                 .collect();
             if matches!(state, CState::Terminated(_)) {
                 logs.end_instance();
@@ -582,12 +580,12 @@ impl Cluster {
                     logs.rotate();
                 }
             }
-            Action::WriteLine {
+            Action::WriteLine(WriteLine {
                 namespace,
                 pod,
                 container,
-                text,
-            } => {
+                bytes,
+            }) => {
                 let running = self
                     .state()
                     .pods
@@ -596,7 +594,7 @@ impl Cluster {
                     .is_some_and(|c| matches!(c.state, CState::Running { .. }));
                 match self.log_box(namespace, pod, container) {
                     Some(logs) if running => {
-                        logs.write(&[(Utc::now(), text.clone())]);
+                        logs.write(&[(Utc::now(), bytes.clone())]);
                         self.lines_written
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -781,7 +779,7 @@ impl Cluster {
     pub fn generate(&self) {
         let now = Utc::now();
         let elapsed = (now - self.start).num_nanoseconds().unwrap_or(0) as f64 / 1e9;
-        let mut batches: Vec<(Arc<LogBox>, Vec<TimedText>)> = Vec::new();
+        let mut batches: Vec<(Arc<LogBox>, Vec<TimedLine>)> = Vec::new();
         {
             let mut state = self.state();
             for pod in state.pods.values_mut() {
@@ -789,10 +787,10 @@ impl Cluster {
                     let running = matches!(c.state, CState::Running { .. });
                     let mut lines = Vec::new();
                     while c.pending.front().is_some_and(|(at, _)| *at <= elapsed) {
-                        if let Some((at, text)) = c.pending.pop_front()
+                        if let Some((at, bytes)) = c.pending.pop_front()
                             && running
                         {
-                            lines.push((self.at(at), text));
+                            lines.push((self.at(at), bytes));
                         }
                     }
                     if let Some(g) = c.generator.as_mut() {
@@ -804,7 +802,7 @@ impl Cluster {
                             let text = g.line(time);
                             g.emitted += 1;
                             if running {
-                                lines.push((time, text));
+                                lines.push((time, Bytes::from(text)));
                             }
                         }
                     }

@@ -1001,11 +1001,18 @@ fn truth(ctx: &Ctx, path: &str) -> ApiResult {
         ["kubesim", "truth", ns, pod, container] => {
             let mut out = Vec::new();
             for line in ctx.cluster.truth(ns, pod, container) {
-                let record = json!({
+                let mut record = json!({
                     "containerID": line.container_id,
                     "time": crate::logs::format_time(line.time),
                     "text": line.text,
                 });
+                // JSON strings hold text only: bytes that are not UTF-8 come as base64 too.
+                if std::str::from_utf8(&line.bytes).is_err() {
+                    use base64::Engine;
+                    record["bytes"] = base64::engine::general_purpose::STANDARD
+                        .encode(&line.bytes)
+                        .into();
+                }
                 out.extend_from_slice(record.to_string().as_bytes());
                 out.push(b'\n');
             }

@@ -55,6 +55,7 @@ pub use logs::TruthLine;
 pub use scenario::{
     Action, Container, ContainerKind, ContainerState, Cut, CutMode, LogLine, LogSource, Pod, Rule,
     Scenario, ScenarioError, Service, ServiceAccount, ServicePort, TimedAction, User, Workload,
+    WriteLine,
 };
 
 use cluster::{Cluster, Limits};
@@ -405,14 +406,21 @@ impl SimHandle {
         });
     }
 
-    /// Makes a running container write one line now.
+    /// Makes a running container write one line of text now.
     pub fn write_line(&self, ns: &str, pod: &str, c: &str, text: &str) {
-        self.apply(Action::WriteLine {
+        self.write_bytes(ns, pod, c, text.as_bytes());
+    }
+
+    /// Makes a running container write one line of any bytes now, valid UTF-8 or not, as a
+    /// real container may; they reach log readers unchanged. `bytes` is the line without its
+    /// newline.
+    pub fn write_bytes(&self, ns: &str, pod: &str, c: &str, bytes: &[u8]) {
+        self.apply(Action::WriteLine(WriteLine {
             namespace: ns.to_string(),
             pod: pod.to_string(),
             container: c.to_string(),
-            text: text.to_string(),
-        });
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+        }));
     }
 
     /// Ends the open log streams the cut selects.

@@ -1,11 +1,13 @@
 //! Container logs as a kubelet keeps them: one capped file per container instance that is
 //! rotated when full (reads never look at rotated files), the previous instance kept after a
-//! restart, and a ground-truth record of every line each instance wrote. Followers hold a
-//! [`Cursor`] and are woken when lines arrive or the instance ends.
+//! restart, and a ground-truth record of every line each instance wrote. Lines are bytes,
+//! as containers may print anything; nothing here decodes them except [`TruthLine::text`].
+//! Followers hold a [`Cursor`] and are woken when lines arrive or the instance ends.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
@@ -16,15 +18,21 @@ pub struct TruthLine {
     pub container_id: String,
     /// When it was written.
     pub time: DateTime<Utc>,
-    /// The line without its newline.
+    /// The line without its newline, decoded as UTF-8 with invalid bytes replaced by U+FFFD
+    /// (what a client that decodes lossily shows).
     pub text: String,
+    /// The line without its newline, as the container wrote it.
+    pub bytes: Bytes,
 }
 
-/// A stored line; the text is shared between the log file and the truth record.
+/// A line with its time, as containers write them.
+pub type TimedLine = (DateTime<Utc>, Bytes);
+
+/// A stored line; the bytes are shared between the log file and the truth record.
 #[derive(Debug, Clone)]
 struct Line {
     time: DateTime<Utc>,
-    text: Arc<str>,
+    bytes: Bytes,
     /// The first fragment of a runtime line (the only one a timestamp prefixes).
     first: bool,
     /// A fragment that the next one continues (no newline after it).
@@ -35,21 +43,26 @@ struct Line {
 /// runtimes do.
 pub const MAX_ENTRY: usize = 16 * 1024;
 
-/// Splits a line into runtime entries of at most [`MAX_ENTRY`] bytes, at character
-/// boundaries.
-fn fragments(text: &str) -> Vec<&str> {
+/// Splits a line into runtime entries of at most [`MAX_ENTRY`] bytes. A cut never falls
+/// inside a UTF-8 character: it backs off over at most three continuation bytes, which for
+/// valid UTF-8 is a character boundary and for invalid bytes is as good as any.
+fn fragments(bytes: &Bytes) -> Vec<Bytes> {
     let mut out = Vec::new();
-    let mut rest = text;
+    let mut rest = bytes.clone();
     while rest.len() > MAX_ENTRY {
         let mut cut = MAX_ENTRY;
-        while !rest.is_char_boundary(cut) {
+        while MAX_ENTRY - cut < 3 && is_continuation(rest[cut]) {
             cut -= 1;
         }
-        out.push(&rest[..cut]);
-        rest = &rest[cut..];
+        out.push(rest.split_to(cut));
     }
     out.push(rest);
     out
+}
+
+/// A UTF-8 continuation byte (`10xxxxxx`): never the start of a character.
+fn is_continuation(byte: u8) -> bool {
+    byte & 0xC0 == 0x80
 }
 
 /// A truth record entry.
@@ -127,7 +140,7 @@ impl Render {
             out.extend_from_slice(format_time(line.time).as_bytes());
             out.push(b' ');
         }
-        out.extend_from_slice(line.text.as_bytes());
+        out.extend_from_slice(&line.bytes);
         if !line.partial {
             out.push(b'\n');
         }
@@ -190,12 +203,12 @@ impl LogBox {
     }
 
     /// Installs an already ended instance as the previous one (history before start).
-    pub fn set_previous(&self, id: &str, lines: &[(DateTime<Utc>, String)]) {
+    pub fn set_previous(&self, id: &str, lines: &[TimedLine]) {
         let mut instance = Instance::new(id);
         instance.ended = true;
         let mut state = self.lock();
-        for (time, text) in lines {
-            Self::append(&mut state, &mut instance, *time, text);
+        for (time, bytes) in lines {
+            Self::append(&mut state, &mut instance, *time, bytes);
         }
         state.previous = Some(instance);
     }
@@ -211,28 +224,27 @@ impl LogBox {
     }
 
     /// Appends lines to the current instance; lines are dropped when there is none.
-    pub fn write(&self, lines: &[(DateTime<Utc>, String)]) {
+    pub fn write(&self, lines: &[TimedLine]) {
         let mut state = self.lock();
         let Some(mut current) = state.current.take() else {
             return;
         };
-        for (time, text) in lines {
-            Self::append(&mut state, &mut current, *time, text);
+        for (time, bytes) in lines {
+            Self::append(&mut state, &mut current, *time, bytes);
         }
         state.current = Some(current);
         drop(state);
         self.notify.notify_waiters();
     }
 
-    fn append(state: &mut State, instance: &mut Instance, time: DateTime<Utc>, text: &str) {
-        let whole: Arc<str> = text.into();
+    fn append(state: &mut State, instance: &mut Instance, time: DateTime<Utc>, bytes: &Bytes) {
         if state.truth_cap > 0 {
             if state.truth.len() >= state.truth_cap {
                 state.truth.pop_front();
             }
             let line = Line {
                 time,
-                text: whole.clone(),
+                bytes: bytes.clone(),
                 first: true,
                 partial: false,
             };
@@ -243,21 +255,16 @@ impl LogBox {
         }
 
         // The file holds runtime entries: a long line becomes several partial ones.
-        let parts = fragments(text);
+        let parts = fragments(bytes);
         let last = parts.len() - 1;
         for (i, part) in parts.into_iter().enumerate() {
             let size = part.len() + 1;
             if instance.file_bytes + size > state.max_bytes && !instance.file.is_empty() {
                 instance.rotate();
             }
-            let text = if last == 0 {
-                whole.clone()
-            } else {
-                part.into()
-            };
             instance.file.push(Line {
                 time,
-                text,
+                bytes: part,
                 first: i == 0,
                 partial: i != last,
             });
@@ -283,7 +290,8 @@ impl LogBox {
             .map(|w| TruthLine {
                 container_id: w.id.to_string(),
                 time: w.line.time,
-                text: w.line.text.to_string(),
+                text: String::from_utf8_lossy(&w.line.bytes).into_owned(),
+                bytes: w.line.bytes.clone(),
             })
             .collect()
     }
@@ -396,11 +404,11 @@ mod tests {
             .expect("valid time")
     }
 
-    fn lines(texts: &[&str]) -> Vec<(DateTime<Utc>, String)> {
+    fn lines(texts: &[&str]) -> Vec<TimedLine> {
         texts
             .iter()
             .enumerate()
-            .map(|(i, s)| (t(i as i64), s.to_string()))
+            .map(|(i, s)| (t(i as i64), Bytes::copy_from_slice(s.as_bytes())))
             .collect()
     }
 
@@ -426,7 +434,7 @@ mod tests {
         let logs = LogBox::new(1 << 20, 100);
         logs.start_instance("c1");
         let long = "é".repeat(MAX_ENTRY); // twice the entry size, in two-byte characters
-        logs.write(&[(t(0), long.clone())]);
+        logs.write(&[(t(0), Bytes::from(long.clone()))]);
         let render = Render {
             timestamps: true,
             since: None,
@@ -444,6 +452,44 @@ mod tests {
             "tail counts the last runtime entry only"
         );
         assert_eq!(logs.truth()[0].text, long);
+    }
+
+    #[test]
+    fn invalid_utf8_is_stored_and_served_unchanged() {
+        let logs = LogBox::new(1 << 20, 100);
+        logs.start_instance("c1");
+        let bad = Bytes::from_static(b"caf\xc3 \xff\xfe end");
+        logs.write(&[(t(0), bad.clone())]);
+        let render = Render {
+            timestamps: true,
+            since: None,
+        };
+        let mut out = Vec::new();
+        logs.open("c1", None, &render, &mut out).expect("open");
+        let mut want = format!("{} ", format_time(t(0))).into_bytes();
+        want.extend_from_slice(&bad);
+        want.push(b'\n');
+        assert_eq!(out, want);
+        let truth = &logs.truth()[0];
+        assert_eq!(truth.bytes, bad);
+        assert_eq!(truth.text, "caf\u{fffd} \u{fffd}\u{fffd} end");
+    }
+
+    #[test]
+    fn long_invalid_lines_are_split_and_joined_unchanged() {
+        let logs = LogBox::new(1 << 20, 100);
+        logs.start_instance("c1");
+        // Continuation bytes only: no character boundary anywhere.
+        let long = Bytes::from(vec![0x80u8; MAX_ENTRY * 2 + 5]);
+        logs.write(&[(t(0), long.clone())]);
+        let mut out = Vec::new();
+        logs.open("c1", None, &Render::default(), &mut out)
+            .expect("open");
+        assert_eq!(&out[..out.len() - 1], &long[..]);
+        let mut tail = Vec::new();
+        logs.open("c1", Some(1), &Render::default(), &mut tail)
+            .expect("open");
+        assert!(tail.len() < long.len(), "the line became several entries");
     }
 
     #[test]

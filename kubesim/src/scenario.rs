@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// Why a scenario cannot be used.
@@ -276,14 +277,104 @@ fn running() -> ContainerState {
     ContainerState::Running {}
 }
 
-/// One fixed log line.
+/// One fixed log line. Containers may print any bytes, so a line is bytes; in JSON it is
+/// `{"at": …, "text": "…"}` for UTF-8 or `{"at": …, "base64": "…"}` for any bytes, and exactly
+/// one of `text` and `base64` is given.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(try_from = "LogLineJson", into = "LogLineJson")]
 pub struct LogLine {
     /// Seconds relative to start (negative: written before start, so history exists).
     pub at: f64,
     /// The line, without its newline.
-    pub text: String,
+    pub bytes: Bytes,
+}
+
+impl LogLine {
+    /// A line of UTF-8 text.
+    pub fn text(at: f64, text: &str) -> Self {
+        LogLine {
+            at,
+            bytes: Bytes::copy_from_slice(text.as_bytes()),
+        }
+    }
+
+    /// A line of any bytes, valid UTF-8 or not.
+    pub fn bytes(at: f64, bytes: &[u8]) -> Self {
+        LogLine {
+            at,
+            bytes: Bytes::copy_from_slice(bytes),
+        }
+    }
+}
+
+/// A log line as JSON spells it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LogLineJson {
+    at: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base64: Option<String>,
+}
+
+impl TryFrom<LogLineJson> for LogLine {
+    type Error = String;
+
+    fn try_from(json: LogLineJson) -> Result<Self, String> {
+        let bytes = line_bytes(
+            json.text,
+            json.base64,
+            &format!("the log line at {}", json.at),
+        )?;
+        Ok(LogLine { at: json.at, bytes })
+    }
+}
+
+impl From<LogLine> for LogLineJson {
+    fn from(line: LogLine) -> Self {
+        let (text, base64) = line_json(line.bytes);
+        LogLineJson {
+            at: line.at,
+            text,
+            base64,
+        }
+    }
+}
+
+/// The bytes of a line given as `text` or `base64` (exactly one); `what` names the line in
+/// the error.
+fn line_bytes(text: Option<String>, base64: Option<String>, what: &str) -> Result<Bytes, String> {
+    use base64::Engine;
+
+    match (text, base64) {
+        (Some(text), None) => Ok(Bytes::from(text)),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| {
+                format!("{what} has a `base64` field that does not decode ({e}); give standard base64 with padding")
+            }),
+        (Some(_), Some(_)) => Err(format!(
+            "{what} has both `text` and `base64`; give exactly one of them"
+        )),
+        (None, None) => Err(format!(
+            "{what} has neither `text` nor `base64`; give exactly one of them"
+        )),
+    }
+}
+
+/// A line's bytes for JSON: `text` when they are UTF-8, `base64` otherwise.
+fn line_json(bytes: Bytes) -> (Option<String>, Option<String>) {
+    use base64::Engine;
+
+    match String::from_utf8(Vec::from(bytes)) {
+        Ok(text) => (Some(text), None),
+        Err(e) => {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(e.as_bytes());
+            (None, Some(encoded))
+        }
+    }
 }
 
 /// A generator of log lines.
@@ -428,16 +519,7 @@ pub enum Action {
         container: String,
     },
     /// A container writes one line now.
-    WriteLine {
-        /// Namespace.
-        namespace: String,
-        /// Pod name.
-        pod: String,
-        /// Container name.
-        container: String,
-        /// The line, without newline.
-        text: String,
-    },
+    WriteLine(WriteLine),
     /// Open log streams end.
     CutLogStreams {
         /// Which and how.
@@ -464,6 +546,65 @@ pub enum Action {
         /// Milliseconds.
         millis: u64,
     },
+}
+
+/// A line a running container writes: where, and the bytes. In JSON `namespace`, `pod`,
+/// `container` and exactly one of `text` (UTF-8) and `base64` (any bytes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(try_from = "WriteLineJson", into = "WriteLineJson")]
+pub struct WriteLine {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name.
+    pub container: String,
+    /// The line, without its newline.
+    pub bytes: Bytes,
+}
+
+/// A written line as JSON spells it.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WriteLineJson {
+    namespace: String,
+    pod: String,
+    container: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base64: Option<String>,
+}
+
+impl TryFrom<WriteLineJson> for WriteLine {
+    type Error = String;
+
+    fn try_from(json: WriteLineJson) -> Result<Self, String> {
+        let what = format!(
+            "the writeLine for {}/{}/{}",
+            json.namespace, json.pod, json.container
+        );
+        let bytes = line_bytes(json.text, json.base64, &what)?;
+        Ok(WriteLine {
+            namespace: json.namespace,
+            pod: json.pod,
+            container: json.container,
+            bytes,
+        })
+    }
+}
+
+impl From<WriteLine> for WriteLineJson {
+    fn from(line: WriteLine) -> Self {
+        let (text, base64) = line_json(line.bytes);
+        WriteLineJson {
+            namespace: line.namespace,
+            pod: line.pod,
+            container: line.container,
+            text,
+            base64,
+        }
+    }
 }
 
 impl Scenario {
@@ -982,20 +1123,20 @@ impl Container {
         });
         self.previous_logs = lines
             .iter()
-            .map(|(at, text)| LogLine {
-                at: *at,
-                text: text.to_string(),
-            })
+            .map(|(at, text)| LogLine::text(*at, text))
             .collect();
         self
     }
 
     /// Adds a fixed line at `at` seconds relative to start.
     pub fn line(mut self, at: f64, text: &str) -> Self {
-        self.logs.push(LogLine {
-            at,
-            text: text.to_string(),
-        });
+        self.logs.push(LogLine::text(at, text));
+        self
+    }
+
+    /// Adds a fixed line of any bytes (valid UTF-8 or not) at `at` seconds relative to start.
+    pub fn line_bytes(mut self, at: f64, bytes: &[u8]) -> Self {
+        self.logs.push(LogLine::bytes(at, bytes));
         self
     }
 
@@ -1065,6 +1206,92 @@ mod tests {
         let s = Scenario::from_json(include_str!("../examples/shop.json")).expect("parses");
         assert_eq!(s.pods.len(), 3);
         assert_eq!(s.timeline.len(), 7);
+    }
+
+    fn container_json(logs: &str) -> String {
+        format!(r#"{{"pods":[{{"name":"p","containers":[{{"name":"c","logs":[{logs}]}}]}}]}}"#)
+    }
+
+    #[test]
+    fn log_lines_carry_text_or_base64_bytes() {
+        let json =
+            container_json(r#"{"at": -2, "text": "plain é"}, {"at": -1, "base64": "b2v/Cg=="}"#);
+        let s = Scenario::from_json(&json).expect("parses");
+        let logs = &s.pods[0].containers[0].logs;
+        assert_eq!(&logs[0].bytes[..], "plain é".as_bytes());
+        assert_eq!(&logs[1].bytes[..], b"ok\xff\n");
+    }
+
+    #[test]
+    fn a_log_line_with_both_text_and_base64_is_rejected() {
+        let json = container_json(r#"{"at": -1, "text": "a", "base64": "YQ=="}"#);
+        let err = Scenario::from_json(&json).unwrap_err().to_string();
+        assert!(err.contains("both `text` and `base64`"), "{err}");
+    }
+
+    #[test]
+    fn a_log_line_without_text_or_base64_is_rejected() {
+        let err = Scenario::from_json(&container_json(r#"{"at": -1}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither `text` nor `base64`"), "{err}");
+    }
+
+    #[test]
+    fn undecodable_base64_is_rejected_naming_the_field() {
+        let err = Scenario::from_json(&container_json(r#"{"at": -1, "base64": "not base64!"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`base64`") && err.contains("at -1"), "{err}");
+    }
+
+    #[test]
+    fn unknown_log_line_fields_are_rejected_with_their_name() {
+        let err = Scenario::from_json(&container_json(r#"{"at": -1, "txt": "a"}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("txt"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_lines_round_trip_through_json_as_base64() {
+        let s = Scenario::new("shop").pod(
+            Pod::new("p").container(
+                Container::new("c")
+                    .line(-2.0, "text")
+                    .line_bytes(-1.0, b"bad \xc3 byte"),
+            ),
+        );
+        let json = s.to_json();
+        assert!(json.contains(r#""text": "text""#), "{json}");
+        assert!(json.contains(r#""base64": "YmFkIMMgYnl0ZQ==""#), "{json}");
+        assert_eq!(Scenario::from_json(&json).expect("parses"), s);
+    }
+
+    #[test]
+    fn write_line_actions_take_text_or_base64() {
+        let json = r#"{"timeline": [
+            {"at": 1, "action": {"do": "writeLine", "namespace": "n", "pod": "p", "container": "c", "text": "hi"}},
+            {"at": 2, "action": {"do": "writeLine", "namespace": "n", "pod": "p", "container": "c", "base64": "/w=="}}
+        ]}"#;
+        let s = Scenario::from_json(json).expect("parses");
+        let bytes: Vec<&[u8]> = s
+            .timeline
+            .iter()
+            .map(|t| match &t.action {
+                Action::WriteLine(w) => &w.bytes[..],
+                other => panic!("not a writeLine: {other:?}"),
+            })
+            .collect();
+        assert_eq!(bytes, [&b"hi"[..], &b"\xff"[..]]);
+        assert_eq!(Scenario::from_json(&s.to_json()).expect("round trip"), s);
+
+        let both = json.replace(r#""text": "hi""#, r#""text": "hi", "base64": "aGk=""#);
+        let err = Scenario::from_json(&both).unwrap_err().to_string();
+        assert!(err.contains("writeLine for n/p/c has both"), "{err}");
+        let unknown = json.replace(r#""text": "hi""#, r#""line": "hi""#);
+        let err = Scenario::from_json(&unknown).unwrap_err().to_string();
+        assert!(err.contains("line"), "{err}");
     }
 
     #[test]

@@ -484,6 +484,100 @@ async fn chunks_are_split_inside_lines_and_characters() {
     sim.shutdown().await;
 }
 
+/// A line no UTF-8 decoder accepts: a lead byte without its continuation, two bytes that
+/// never appear in UTF-8, and a three-byte character cut short.
+const INVALID: &[u8] = b"caf\xc3 \xff\xfe mid \xe2\x82 end";
+
+fn raw_pod() -> Scenario {
+    Scenario::new("shop")
+        .user(User::new("alice").rule(Rule::all()))
+        .pod(
+            Pod::new("raw").container(
+                Container::new("main")
+                    .line_bytes(-2.0, INVALID)
+                    .line(-1.0, "next é"),
+            ),
+        )
+}
+
+#[tokio::test]
+async fn invalid_utf8_comes_back_unchanged() {
+    let sim = plain(raw_pod()).await;
+
+    let reply = get(&sim, "alice", "/api/v1/namespaces/shop/pods/raw/log").await;
+
+    assert_eq!(reply.status, 200);
+    let want = [INVALID, b"\n", "next é\n".as_bytes()].concat();
+    assert_eq!(reply.frames.concat(), want);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_comes_back_unchanged_after_a_timestamp() {
+    let sim = plain(raw_pod()).await;
+    let truth = sim.handle().truth("shop", "raw", "main");
+
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods/raw/log?timestamps=true",
+    )
+    .await;
+
+    assert_eq!(reply.status, 200);
+    let mut want = Vec::new();
+    for (line, bytes) in truth.iter().zip([INVALID, "next é".as_bytes()]) {
+        want.extend_from_slice(kubesim::logs::format_time(line.time).as_bytes());
+        want.push(b' ');
+        want.extend_from_slice(bytes);
+        want.push(b'\n');
+    }
+    assert_eq!(reply.frames.concat(), want);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn written_bytes_reach_previous_logs_and_the_truth_unchanged() {
+    let sim = plain(raw_pod()).await;
+    let handle = sim.handle();
+    handle.write_bytes("shop", "raw", "main", b"\xff\xfe");
+    handle.restart_container("shop", "raw", "main", 1, "Error");
+
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods/raw/log?previous=true&tailLines=1",
+    )
+    .await;
+    assert_eq!(reply.frames.concat(), b"\xff\xfe\n");
+
+    let truth = handle.truth("shop", "raw", "main");
+    let bytes: Vec<&[u8]> = truth.iter().map(|l| &l.bytes[..]).collect();
+    assert_eq!(bytes, [INVALID, "next é".as_bytes(), b"\xff\xfe"]);
+    assert_eq!(truth[2].text, "\u{fffd}\u{fffd}");
+
+    let reply = request(
+        sim.addr(),
+        "GET",
+        None,
+        "/kubesim/truth/shop/raw/main",
+        None,
+    )
+    .await;
+    let records: Vec<Value> = reply
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let encoded: Vec<Option<&str>> = records.iter().map(|r| r["bytes"].as_str()).collect();
+    assert_eq!(
+        encoded,
+        [Some("Y2FmwyD//iBtaWQg4oIgZW5k"), None, Some("//4=")]
+    );
+    assert_eq!(records[2]["text"], "\u{fffd}\u{fffd}");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn since_time_is_truncated_to_the_second() {
     let sim = plain(Scenario::new("shop").user(User::new("alice").rule(Rule::all()))).await;
