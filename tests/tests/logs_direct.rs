@@ -507,6 +507,38 @@ async fn control_characters_pass_through_to_a_pipe_unchanged() {
     c.sim.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_is_replaced_not_dropped() {
+    let c = cluster(admin(Scenario::new("shop")).pod(web_pod("web-a", &[(-5.0, "before")]))).await;
+    let handle = c.sim.handle();
+    // A lead byte without its continuation, two bytes never found in UTF-8, and a
+    // three-byte character cut short: each invalid sequence becomes one U+FFFD.
+    handle.write_bytes("shop", "web-a", "app", b"caf\xc3 \xff\xfe mid \xe2\x82 end");
+    handle.write_line("shop", "web-a", "app", "next line é");
+    let replaced = "caf\u{fffd} \u{fffd}\u{fffd} mid \u{fffd} end";
+
+    let text = run(&c, &["web"]).await;
+    assert!(text.status.success(), "{}", stderr(&text));
+    let printed = String::from_utf8(text.stdout).expect("the plugin prints UTF-8");
+    assert_eq!(
+        printed,
+        format!("web-a app before\nweb-a app {replaced}\nweb-a app next line é\n")
+    );
+
+    let json = run(&c, &["web", "-o", "json"]).await;
+    assert!(json.status.success(), "{}", stderr(&json));
+    let printed = String::from_utf8(json.stdout).expect("the plugin prints UTF-8");
+    let lines: Vec<String> = log_events(&printed)
+        .into_iter()
+        .filter_map(|e| match e {
+            LogEvent::Log(l) => Some(l.line),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["before", replaced, "next line é"]);
+    c.sim.shutdown().await;
+}
+
 fn with_limited_users(scenario: Scenario) -> Scenario {
     scenario.user(User::new("nobody")).user(
         User::new("lister")
