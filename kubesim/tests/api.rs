@@ -537,6 +537,28 @@ async fn invalid_utf8_comes_back_unchanged_after_a_timestamp() {
 }
 
 #[tokio::test]
+async fn a_follower_gets_written_bytes_unchanged() {
+    let sim = plain(raw_pod()).await;
+    let handle = sim.handle();
+    let token = sim.token("alice").expect("known user");
+    let addr = sim.addr();
+    let path = "/api/v1/namespaces/shop/pods/raw/log";
+    let follow = tokio::spawn(async move {
+        let path = format!("{path}?follow=true&tailLines=0");
+        request(addr, "GET", Some(&token), &path, None).await
+    });
+    wait_for_request(&sim, path).await;
+
+    handle.write_bytes("shop", "raw", "main", INVALID);
+    handle.terminate_container("shop", "raw", "main", 0, "Completed");
+
+    let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(reply.frames.concat(), [INVALID, b"\n"].concat());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn written_bytes_reach_previous_logs_and_the_truth_unchanged() {
     let sim = plain(raw_pod()).await;
     let handle = sim.handle();
