@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Why a scenario cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The JSON text does not match the scenario format.
+    /// The JSON text does not match the scenario format (serde's detail is in the message,
+    /// so it is not a source as well).
     #[error("scenario is not valid JSON for the kubesim format: {0}")]
-    Parse(#[from] serde_json::Error),
+    Parse(serde_json::Error),
     /// The scenario parsed but describes something the simulator cannot run.
     #[error("scenario is inconsistent: {0}")]
     Invalid(String),
@@ -625,7 +626,7 @@ impl Scenario {
 
     /// Parses and checks a scenario in the JSON format documented in the README.
     pub fn from_json(text: &str) -> Result<Self, ScenarioError> {
-        let scenario: Scenario = serde_json::from_str(text)?;
+        let scenario: Scenario = serde_json::from_str(text).map_err(ScenarioError::Parse)?;
         scenario.validate()?;
         Ok(scenario)
     }

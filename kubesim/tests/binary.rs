@@ -122,5 +122,12 @@ fn a_bad_scenario_fails_with_a_message() {
         .expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: loading "), "{stderr}");
     assert!(stderr.contains("podz"), "{stderr}");
+    assert_eq!(
+        stderr.matches("podz").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
