@@ -15,7 +15,7 @@ pub async fn events(
     connection: Connection,
 ) -> anyhow::Result<BoxStream<'static, LogEvent>> {
     let query = config.query(&connection.namespace);
-    tracing::info!(app = ?config.app, selector = %query.selector, namespaces = ?query.namespaces,
+    tracing::debug!(app = ?config.app, selector = %query.selector, namespaces = ?query.namespaces,
         follow = query.follow, "reading logs directly from the apiserver");
 
     let url = connection.url;
