@@ -73,3 +73,68 @@ pub async fn output_within(
         )),
     }
 }
+
+/// `kubectl-aether logs ARGS` reading only `kubeconfig`, with a private HOME and none of the
+/// environment variables that change its output or its path (format, color, relay, log
+/// level), killed when dropped.
+pub fn aether_logs(kubeconfig: &Path, home: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin("kubectl-aether"));
+    cmd.arg("logs")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env_remove("AETHER_LOGS_FORMAT")
+        .env_remove("AETHER_RELAY_URL")
+        .env_remove("AETHER_API_BASE")
+        .env_remove("AETHER_RELAY_TOKEN")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The user aether-relay runs as: it reads pods and their logs everywhere and may create
+/// TokenReviews and SubjectAccessReviews, as `manifests/base` grants its ServiceAccount.
+pub fn relay_user() -> kubesim::User {
+    kubesim::User::new("relay")
+        .rule(kubesim::Rule::new(&["get", "list", "watch"], &["pods"]))
+        .rule(kubesim::Rule::new(&["get"], &["pods/log"]))
+        .rule(kubesim::Rule::new(&["create"], &["tokenreviews"]).groups(&["authentication.k8s.io"]))
+        .rule(
+            kubesim::Rule::new(&["create"], &["subjectaccessreviews"])
+                .groups(&["authorization.k8s.io"]),
+        )
+}
+
+/// A simulated cluster for one test, with its kubeconfig and a private HOME in a temp dir
+/// that lives as long as the cluster.
+pub struct Cluster {
+    /// The simulated apiserver.
+    pub sim: kubesim::Sim,
+    /// A kubeconfig with one context per scenario user.
+    pub kubeconfig: PathBuf,
+    /// A HOME for the commands under test.
+    pub home: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `scenario` over TLS and writes a kubeconfig whose current context is `user`.
+    pub async fn start(scenario: kubesim::Scenario, user: &str) -> Cluster {
+        let sim = kubesim::Sim::start(scenario, kubesim::SimOptions::default())
+            .await
+            .expect("kubesim starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig, user)
+            .expect("kubeconfig written");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).expect("home dir");
+        Cluster {
+            sim,
+            kubeconfig,
+            home,
+            _dir: dir,
+        }
+    }
+}

@@ -3,25 +3,17 @@
 //! runs kubectl with it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use aether_tests::Cluster;
 use kubesim::{
-    Container, ContainerKind, ContainerState, Pod, Rule, Scenario, Service, Sim, SimOptions, User,
-    Workload,
+    Container, ContainerKind, ContainerState, Pod, Rule, Scenario, Service, User, Workload,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Longest wait for one kubectl run; they finish well before.
 const WAIT: Duration = Duration::from_secs(40);
-
-struct Cluster {
-    sim: Sim,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
 
 fn scenario() -> Scenario {
     Scenario::new("shop")
@@ -87,21 +79,7 @@ async fn cluster() -> Cluster {
 }
 
 async fn cluster_with(scenario: Scenario) -> Cluster {
-    let sim = Sim::start(scenario, SimOptions::default())
-        .await
-        .expect("kubesim starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig, "alice")
-        .expect("kubeconfig written");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).expect("home dir");
-    Cluster {
-        sim,
-        _dir: dir,
-        kubeconfig,
-        home,
-    }
+    Cluster::start(scenario, "alice").await
 }
 
 async fn kubectl(c: &Cluster, args: &[&str]) -> Output {

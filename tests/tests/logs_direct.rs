@@ -1,10 +1,10 @@
 //! `kubectl aether logs` on the direct path, end to end: the built binary (and the real
 //! kubectl launching it as a plugin) against kubesim over TLS.
 
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use aether_tests::Cluster;
 use chrono::{DateTime, SecondsFormat, Utc};
 use kubesim::{
     Container, ContainerKind, ContainerState, Cut, CutMode, LogSource, Pod, Rule, Scenario, Sim,
@@ -17,46 +17,16 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 /// Longest wait for anything in these tests; they stop by themselves well before.
 const WAIT: Duration = Duration::from_secs(40);
 
-struct Cluster {
-    sim: Sim,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
-
 fn admin(scenario: Scenario) -> Scenario {
     scenario.user(User::new("admin").rule(Rule::all()))
 }
 
 async fn cluster(scenario: Scenario) -> Cluster {
-    let sim = Sim::start(scenario, SimOptions::default())
-        .await
-        .expect("kubesim starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig, "admin")
-        .expect("kubeconfig written");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).expect("home dir");
-    Cluster {
-        sim,
-        _dir: dir,
-        kubeconfig,
-        home,
-    }
+    Cluster::start(scenario, "admin").await
 }
 
 fn aether(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(aether_tests::bin("kubectl-aether"));
-    cmd.arg("logs")
-        .args(args)
-        .env("KUBECONFIG", &c.kubeconfig)
-        .env("HOME", &c.home)
-        .env_remove("AETHER_LOGS_FORMAT")
-        .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    cmd
+    aether_tests::aether_logs(&c.kubeconfig, &c.home, args)
 }
 
 async fn run(c: &Cluster, args: &[&str]) -> Output {

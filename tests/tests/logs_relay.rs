@@ -3,12 +3,12 @@
 //! service proxy or at the relay's own URL with a token.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use aether_relay::{AuthMode, ClusterSource, RelayConfig};
-use kubesim::{Container, Pod, Rule, Scenario, Service, ServiceAccount, Sim, SimOptions, User};
+use aether_tests::Cluster;
+use kubesim::{Container, Pod, Rule, Scenario, Service, ServiceAccount, User};
 use podlogs::{EventKind, LogEvent};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -21,11 +21,7 @@ const WAIT: Duration = Duration::from_secs(40);
 const CI_TOKEN: &str = "ci-deployer-token";
 
 fn scenario() -> Scenario {
-    let relay = User::new("relay")
-        .rule(Rule::new(&["get", "list", "watch"], &["pods"]))
-        .rule(Rule::new(&["get"], &["pods/log"]))
-        .rule(Rule::new(&["create"], &["tokenreviews"]).groups(&["authentication.k8s.io"]))
-        .rule(Rule::new(&["create"], &["subjectaccessreviews"]).groups(&["authorization.k8s.io"]));
+    let relay = aether_tests::relay_user();
     let dev = User::new("dev").rule(
         Rule::new(&["get"], &["services/proxy"])
             .names(&["aether-relay:http"])
@@ -101,45 +97,12 @@ impl Relay {
     }
 }
 
-struct Cluster {
-    sim: Sim,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
 async fn cluster() -> Cluster {
-    let sim = Sim::start(scenario(), SimOptions::default())
-        .await
-        .expect("kubesim starts");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig, "admin")
-        .expect("kubeconfig written");
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).expect("home dir");
-    Cluster {
-        sim,
-        kubeconfig,
-        home,
-        _dir: dir,
-    }
+    Cluster::start(scenario(), "admin").await
 }
 
 fn aether(c: &Cluster, args: &[&str]) -> Command {
-    let mut cmd = Command::new(aether_tests::bin("kubectl-aether"));
-    cmd.arg("logs")
-        .args(args)
-        .env("KUBECONFIG", &c.kubeconfig)
-        .env("HOME", &c.home)
-        .env_remove("AETHER_LOGS_FORMAT")
-        .env_remove("AETHER_RELAY_URL")
-        .env_remove("AETHER_API_BASE")
-        .env_remove("AETHER_RELAY_TOKEN")
-        .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG")
-        .kill_on_drop(true);
-    cmd
+    aether_tests::aether_logs(&c.kubeconfig, &c.home, args)
 }
 
 async fn run(c: &Cluster, args: &[&str]) -> Output {

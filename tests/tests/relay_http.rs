@@ -26,11 +26,7 @@ const OTHER_AUDIENCE_TOKEN: &str = "ci-vault-token";
 const DEV_TOKEN: &str = "dev-token";
 
 fn scenario() -> Scenario {
-    let relay = User::new("relay")
-        .rule(Rule::new(&["get", "list", "watch"], &["pods"]))
-        .rule(Rule::new(&["get"], &["pods/log"]))
-        .rule(Rule::new(&["create"], &["tokenreviews"]).groups(&["authentication.k8s.io"]))
-        .rule(Rule::new(&["create"], &["subjectaccessreviews"]).groups(&["authorization.k8s.io"]));
+    let relay = aether_tests::relay_user();
     let app_logs = Rule::new(&["get"], &["apps/logs"])
         .groups(&["aether.dev"])
         .names(&["web"])
