@@ -359,6 +359,7 @@ async fn pump(
         }
 
         // Reopen from a little before the last event; `seen` drops what was printed.
+        let mut reported = false;
         loop {
             tracing::info!(%reason, delay_ms = delay.as_millis() as u64, "reopening the relay stream");
             tokio::time::sleep(delay).await;
@@ -380,6 +381,18 @@ async fn pump(
                 }
                 Err(err) => {
                     tracing::debug!(error = %err, "reopening the relay stream failed");
+                    if !reported {
+                        // Said once per outage; the retries go on quietly.
+                        reported = true;
+                        let message = format!("{reason}; reopening failed ({err}), retrying");
+                        if tx
+                            .send(stream_event(EventKind::Error, message))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
                     if tx.is_closed() {
                         return;
                     }

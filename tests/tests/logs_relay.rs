@@ -267,7 +267,11 @@ async fn a_follow_through_the_relay_survives_a_relay_restart_without_repeating_l
         let found = tokio::time::timeout(WAIT, async {
             while let Ok(Some(line)) = lines.next_line().await {
                 let event: LogEvent = serde_json::from_str(&line).expect("an event");
-                let hit = matches!(&event, LogEvent::Log(l) if l.line == want);
+                let hit = match &event {
+                    LogEvent::Log(l) => l.line == want,
+                    LogEvent::Event(e) => e.message.contains(want),
+                    LogEvent::Heartbeat { .. } => false,
+                };
                 seen.push(event);
                 if hit {
                     return true;
@@ -287,6 +291,7 @@ async fn a_follow_through_the_relay_survives_a_relay_restart_without_repeating_l
 
     // The relay goes away (with a closing event) and comes back on the same address.
     relay.stop().await;
+    read_until(&mut seen, "reopening failed").await;
     let relay = Relay::start(&c.kubeconfig, AuthMode::Token, addr).await;
     c.sim
         .handle()
@@ -302,10 +307,15 @@ async fn a_follow_through_the_relay_survives_a_relay_restart_without_repeating_l
         );
     }
     assert_eq!(lines.len(), 6, "{lines:?}");
-    assert!(
-        seen.iter()
-            .any(|e| matches!(e, LogEvent::Event(s) if s.event == EventKind::Reconnected)),
-        "{seen:?}"
+    let said = |kind: EventKind| {
+        let is_kind = |e: &&LogEvent| matches!(e, LogEvent::Event(s) if s.event == kind);
+        seen.iter().filter(is_kind).count()
+    };
+    assert_eq!(said(EventKind::Reconnected), 1, "{seen:?}");
+    assert_eq!(
+        said(EventKind::Error),
+        1,
+        "the outage is reported once: {seen:?}"
     );
 
     let _ = child.kill().await;
