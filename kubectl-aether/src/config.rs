@@ -42,15 +42,16 @@ pub enum ConfigError {
     #[error("--tail {0} is not allowed; pass a count of lines, or -1 for all")]
     BadTail(i64),
     /// `--since` that is not a duration.
-    #[error(
-        "--since {value:?} is not a duration: {reason}; use forms such as 30s, 5m, 1h30m or 2d"
-    )]
+    #[error("--since {value:?} is not a duration: {reason}")]
     BadSince {
         /// The value given.
         value: String,
         /// What is wrong with it.
         reason: String,
     },
+    /// `--since` under a second.
+    #[error("--since {0:?} is under a second; the apiserver counts whole seconds, pass 1s or more")]
+    SinceTooShort(String),
     /// `--since-time` that is not RFC 3339.
     #[error("--since-time {0:?} is not an RFC 3339 time; use a form such as 2026-05-01T12:00:00Z")]
     BadSinceTime(String),
@@ -68,7 +69,7 @@ pub enum ConfigError {
     #[error("-n needs a namespace name; use -A for all namespaces")]
     EmptyNamespace,
     /// `--request-timeout` that is not a duration.
-    #[error("--request-timeout {value:?} is not a duration: {reason}; use forms such as 10s or 1m")]
+    #[error("--request-timeout {value:?} is not a duration: {reason}")]
     BadTimeout {
         /// The value given.
         value: String,
@@ -202,10 +203,7 @@ impl Config {
                     reason,
                 })?;
                 if duration.as_secs() == 0 {
-                    return Err(ConfigError::BadSince {
-                        value: text.clone(),
-                        reason: "it must be at least one second".into(),
-                    });
+                    return Err(ConfigError::SinceTooShort(text.clone()));
                 }
                 Some(Since::Seconds(
                     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
@@ -376,6 +374,7 @@ fn compile(flag: &'static str, value: Option<&str>) -> Result<Option<Regex>, Con
                     .last()
                     .unwrap_or_default()
                     .trim()
+                    .trim_start_matches("error: ")
                     .to_string(),
             })
         })
