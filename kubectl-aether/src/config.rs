@@ -516,7 +516,7 @@ mod tests {
         assert_eq!(since.map(|s| matches!(s, Since::Time(_))), Some(true));
         assert!(matches!(
             config(&["web", "--since", "0s"]),
-            Err(ConfigError::BadSince { .. })
+            Err(ConfigError::SinceTooShort(_))
         ));
         assert!(matches!(
             config(&["web", "--since-time", "yesterday"]),
