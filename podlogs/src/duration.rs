@@ -12,7 +12,7 @@ pub enum DurationError {
     #[error("empty duration; write it like 30s, 5m, 1h30m or 2d")]
     Empty,
     /// A number has no unit after it.
-    #[error("missing unit after {number} in {text:?}; use ms, s, m, h or d")]
+    #[error("missing unit after {number} in {text:?}; write it like 30s, 5m, 1h30m or 2d")]
     MissingUnit {
         /// The whole text.
         text: String,
@@ -20,7 +20,7 @@ pub enum DurationError {
         number: String,
     },
     /// A unit is not one of ms, s, m, h, d, or has no number before it.
-    #[error("unknown unit {unit:?} in {text:?}; use ms, s, m, h or d after a number")]
+    #[error("unknown unit {unit:?} in {text:?}; use ms, s, m, h or d after a number, as in 1h30m")]
     UnknownUnit {
         /// The whole text.
         text: String,
