@@ -42,6 +42,28 @@ pub(crate) struct ContainerRec {
     pub logs: Arc<LogBox>,
     pub generator: Option<GenState>,
     pub pending: VecDeque<(f64, Bytes)>,
+    /// Set while the kubelet holds a restart back: the next instance starts at its end.
+    pub backoff: Option<BackOff>,
+}
+
+/// A restart held back after a failed run, as the kubelet's crash-loop back-off does.
+#[derive(Debug, Clone)]
+pub(crate) struct BackOff {
+    /// When the next instance starts.
+    pub until: DateTime<Utc>,
+    /// The waiting state's message: `back-off 10s restarting failed container=...`.
+    pub message: String,
+}
+
+/// How a container stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stop {
+    /// It stays terminated.
+    Terminate,
+    /// A new instance starts at once.
+    Restart,
+    /// It waits in `CrashLoopBackOff` for this long, then a new instance starts.
+    RestartAfter(Duration),
 }
 
 /// A terminated state.
@@ -99,7 +121,9 @@ impl PodRec {
         }
     }
 
-    /// The pod phase, derived from its containers like the kubelet does.
+    /// The pod phase, derived from its containers like the kubelet does. A container that
+    /// exited and will be started again (the pods here restart always) keeps the pod
+    /// Running.
     pub fn phase(&self) -> &'static str {
         if self.node.is_none() {
             return "Pending";
@@ -109,10 +133,7 @@ impl PodRec {
             .iter()
             .filter(|c| c.kind == ContainerKind::Regular)
             .collect();
-        if regular
-            .iter()
-            .any(|c| matches!(c.state, CState::Running { .. }))
-        {
+        if regular.iter().any(|c| c.runs_or_restarts()) {
             return "Running";
         }
         if !regular.is_empty()
@@ -131,6 +152,18 @@ impl PodRec {
     /// The container with this name.
     pub fn container(&self, name: &str) -> Option<&ContainerRec> {
         self.containers.iter().find(|c| c.name == name)
+    }
+}
+
+impl ContainerRec {
+    /// Running, or between runs: exited and due to start again (waiting with a last
+    /// terminated state, or held in a back-off).
+    fn runs_or_restarts(&self) -> bool {
+        match &self.state {
+            CState::Running { .. } => true,
+            CState::Waiting { .. } => self.last.is_some() || self.backoff.is_some(),
+            CState::Terminated(_) => self.backoff.is_some(),
+        }
     }
 }
 
@@ -175,6 +208,8 @@ pub(crate) struct State {
     pub workloads: Vec<Workload>,
     pub identities: HashMap<String, Identity>,
     pub next_ip: u32,
+    /// Containers held in a back-off: (namespace, pod, container).
+    pub backing_off: BTreeSet<(String, String, String)>,
 }
 
 /// The whole simulated cluster.
@@ -303,6 +338,7 @@ impl Cluster {
             workloads,
             identities,
             next_ip: 10,
+            backing_off: BTreeSet::new(),
         };
         let (watch_tx, _) = broadcast::channel(8192);
         let (log_cuts, _) = broadcast::channel(64);
@@ -539,6 +575,7 @@ impl Cluster {
                 emitted: 0,
             }),
             pending,
+            backoff: None,
         }
     }
 
@@ -553,14 +590,30 @@ impl Cluster {
                 container,
                 exit_code,
                 reason,
-            } => self.stop_container(namespace, pod, container, *exit_code, reason, true),
+                backoff_seconds,
+            } => {
+                let stop = match backoff_seconds {
+                    Some(secs) if secs.is_finite() && *secs > 0.0 => {
+                        Stop::RestartAfter(Duration::from_secs_f64(secs.min(1e9)))
+                    }
+                    _ => Stop::Restart,
+                };
+                self.stop_container(namespace, pod, container, *exit_code, reason, stop)
+            }
             Action::TerminateContainer {
                 namespace,
                 pod,
                 container,
                 exit_code,
                 reason,
-            } => self.stop_container(namespace, pod, container, *exit_code, reason, false),
+            } => self.stop_container(
+                namespace,
+                pod,
+                container,
+                *exit_code,
+                reason,
+                Stop::Terminate,
+            ),
             Action::SchedulePod {
                 namespace,
                 name,
@@ -732,7 +785,7 @@ impl Cluster {
         container: &str,
         exit_code: i32,
         reason: &str,
-        restart: bool,
+        stop: Stop,
     ) {
         let key = (ns.to_string(), pod.to_string());
         let mut state = self.state();
@@ -741,13 +794,21 @@ impl Cluster {
             tracing::warn!(namespace = %ns, pod = %pod, "no such pod to stop a container of");
             return;
         };
+        let pod_label = format!("{pod}_{ns}({})", rec.uid);
         let Some(c) = rec.containers.iter_mut().find(|c| c.name == container) else {
             tracing::warn!(namespace = %ns, pod = %pod, container = %container, "not found");
             return;
         };
+        if c.backoff.is_some() {
+            tracing::warn!(
+                namespace = %ns, pod = %pod, container = %container,
+                "container is backing off, not running; nothing to stop"
+            );
+            return;
+        }
         let started = match &c.state {
             CState::Running { started } => *started,
-            CState::Terminated(t) if restart => t.started,
+            CState::Terminated(t) if stop != Stop::Terminate => t.started,
             _ => now,
         };
         let ended = Terminated {
@@ -757,22 +818,110 @@ impl Cluster {
             finished: now,
             id: c.id.clone(),
         };
-        if restart {
-            let id = new_container_id();
-            c.logs.start_instance(&id);
-            c.last = Some(ended);
-            c.restarts += 1;
-            c.id = id;
-            c.state = CState::Running { started: now };
-        } else {
-            c.logs.end_instance();
-            c.state = CState::Terminated(ended);
+        match stop {
+            Stop::Restart => {
+                let id = new_container_id();
+                c.logs.start_instance(&id);
+                c.last = Some(ended);
+                c.restarts += 1;
+                c.id = id;
+                c.state = CState::Running { started: now };
+            }
+            Stop::Terminate => {
+                c.logs.end_instance();
+                c.state = CState::Terminated(ended);
+            }
+            Stop::RestartAfter(delay) => {
+                // The run ends: followers drain it and finish. The pod first reports the
+                // exit, then the wait; the container ID stays the ended run's until the next
+                // instance starts, and so does the restart count.
+                c.logs.end_instance();
+                c.state = CState::Terminated(ended.clone());
+                c.backoff = Some(BackOff {
+                    until: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    message: format!(
+                        "back-off {} restarting failed container={container} pod={pod_label}",
+                        go_duration(delay)
+                    ),
+                });
+                let rv = Self::bump(&mut state);
+                if let Some(rec) = state.pods.get_mut(&key) {
+                    rec.resource_version = rv;
+                }
+                self.emit(&mut state, "MODIFIED", &key);
+                if let Some(c) = state
+                    .pods
+                    .get_mut(&key)
+                    .and_then(|rec| rec.containers.iter_mut().find(|c| c.name == container))
+                {
+                    c.last = Some(ended);
+                    c.state = CState::Waiting {
+                        reason: "CrashLoopBackOff".to_string(),
+                    };
+                }
+                state
+                    .backing_off
+                    .insert((ns.to_string(), pod.to_string(), container.to_string()));
+            }
         }
         let rv = Self::bump(&mut state);
         if let Some(rec) = state.pods.get_mut(&key) {
             rec.resource_version = rv;
         }
         self.emit(&mut state, "MODIFIED", &key);
+    }
+
+    /// Starts the next instance of every container whose back-off is over: a new container
+    /// ID, running and counted as a restart.
+    pub fn end_backoffs(&self) {
+        let mut state = self.state();
+        if state.backing_off.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let waiting: Vec<(String, String, String)> = state.backing_off.iter().cloned().collect();
+        for entry in waiting {
+            let (ns, pod, container) = &entry;
+            let key = (ns.clone(), pod.clone());
+            let due = state
+                .pods
+                .get(&key)
+                .and_then(|rec| rec.container(container))
+                .and_then(|c| c.backoff.as_ref())
+                .map(|b| b.until <= now);
+            match due {
+                // Gone with its pod, or a new pod of that name: nothing to start.
+                None => {
+                    state.backing_off.remove(&entry);
+                }
+                Some(false) => {}
+                Some(true) => {
+                    state.backing_off.remove(&entry);
+                    let rv = Self::bump(&mut state);
+                    let Some(rec) = state.pods.get_mut(&key) else {
+                        continue;
+                    };
+                    rec.resource_version = rv;
+                    if let Some(c) = rec.containers.iter_mut().find(|c| c.name == *container) {
+                        let id = new_container_id();
+                        c.logs.start_instance(&id);
+                        c.id = id;
+                        c.restarts += 1;
+                        c.backoff = None;
+                        c.state = CState::Running { started: now };
+                    }
+                    tracing::debug!(namespace = %ns, pod = %pod, %container, "back-off over");
+                    self.emit(&mut state, "MODIFIED", &key);
+                }
+            }
+        }
+    }
+
+    /// Brings the cluster up to now: writes the lines owed so far, then starts the
+    /// containers whose back-off is over (lines owed before a start are not theirs).
+    pub fn advance(&self) {
+        self.generate();
+        self.end_backoffs();
     }
 
     /// Writes the lines that generators and fixed future lines owe by now.
@@ -839,6 +988,40 @@ impl Cluster {
             .entry((ns.to_string(), name.to_string()))
             .or_insert_with(|| service_rec(&Service::new(ns, name), start))
             .backend = Some(addr);
+    }
+}
+
+/// A duration the way the kubelet prints one: `10s`, `1.5s`, `1m20s`, `5m0s`, `250ms`.
+fn go_duration(d: Duration) -> String {
+    fn trimmed(whole: u128, frac: u128, digits: usize) -> String {
+        let frac = format!("{frac:0digits$}");
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{frac}")
+        }
+    }
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trimmed(nanos / 1_000, nanos % 1_000, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trimmed(nanos / 1_000_000, nanos % 1_000_000, 6));
+    }
+    let secs = nanos / 1_000_000_000;
+    let seconds = trimmed(secs % 60, nanos % 1_000_000_000, 9);
+    let (minutes, hours) = ((secs / 60) % 60, secs / 3600);
+    match (hours, secs / 60) {
+        (0, 0) => format!("{seconds}s"),
+        (0, _) => format!("{minutes}m{seconds}s"),
+        _ => format!("{hours}h{minutes}m{seconds}s"),
     }
 }
 
@@ -969,7 +1152,7 @@ mod tests {
         let scenario = Scenario::new("shop")
             .pod(Pod::new("web-0").container(Container::new("app").line(-1.0, "hello")));
         let cluster = Cluster::new(&scenario, limits());
-        cluster.stop_container("shop", "web-0", "app", 137, "OOMKilled", true);
+        cluster.stop_container("shop", "web-0", "app", 137, "OOMKilled", Stop::Restart);
         let state = cluster.state();
         let pod = state
             .pods
@@ -984,6 +1167,47 @@ mod tests {
             c.logs.instance_ids(),
             (Some(c.id.clone()), Some(last.id.clone()))
         );
+    }
+
+    #[test]
+    fn back_off_delays_print_like_the_kubelet_prints_them() {
+        let cases = [
+            (Duration::from_secs(10), "10s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(80), "1m20s"),
+            (Duration::from_secs(300), "5m0s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+        ];
+        for (delay, printed) in cases {
+            assert_eq!(go_duration(delay), printed);
+        }
+    }
+
+    #[test]
+    fn a_backed_off_restart_counts_only_when_the_next_run_starts() {
+        let scenario = Scenario::new("shop")
+            .pod(Pod::new("web-0").container(Container::new("app").line(-1.0, "hello")));
+        let cluster = Cluster::new(&scenario, limits());
+        let key = ("shop".to_string(), "web-0".to_string());
+        let ran = cluster.state().pods[&key].containers[0].id.clone();
+        let stop = Stop::RestartAfter(Duration::ZERO);
+        cluster.stop_container("shop", "web-0", "app", 1, "Error", stop);
+        {
+            let state = cluster.state();
+            let c = &state.pods[&key].containers[0];
+            assert!(matches!(&c.state, CState::Waiting { reason } if reason == "CrashLoopBackOff"));
+            assert_eq!((c.restarts, c.id.as_str()), (0, ran.as_str()));
+            assert_eq!(state.pods[&key].phase(), "Running");
+        }
+        cluster.end_backoffs();
+        let state = cluster.state();
+        let c = &state.pods[&key].containers[0];
+        assert!(matches!(c.state, CState::Running { .. }));
+        assert_eq!(c.restarts, 1);
+        assert_ne!(c.id, ran);
+        assert_eq!(c.last.as_ref().map(|t| t.id.as_str()), Some(ran.as_str()));
+        assert!(state.backing_off.is_empty());
     }
 
     #[test]

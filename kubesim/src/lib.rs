@@ -365,6 +365,34 @@ impl SimHandle {
             container: c.to_string(),
             exit_code,
             reason: reason.to_string(),
+            backoff_seconds: None,
+        });
+    }
+
+    /// Ends a container's run and restarts it after `backoff`, as the kubelet does with a
+    /// container that keeps failing. Watchers see the exit, then the container waiting in
+    /// `CrashLoopBackOff` with the run in `lastState.terminated` (same container ID and
+    /// restart count, not ready, the pod still Running); log reads then serve that run and
+    /// a follow of it ends. When the back-off is over a new instance runs (new container ID,
+    /// restart count one higher, ready), announced by one more MODIFIED event. The start
+    /// happens on the simulator's generate tick. A zero `backoff` is
+    /// [`SimHandle::restart_container`].
+    pub fn restart_container_after(
+        &self,
+        ns: &str,
+        pod: &str,
+        c: &str,
+        exit_code: i32,
+        reason: &str,
+        backoff: Duration,
+    ) {
+        self.apply(Action::RestartContainer {
+            namespace: ns.to_string(),
+            pod: pod.to_string(),
+            container: c.to_string(),
+            exit_code,
+            reason: reason.to_string(),
+            backoff_seconds: Some(backoff.as_secs_f64()),
         });
     }
 
@@ -559,7 +587,7 @@ async fn generate_loop(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => cluster.generate(),
+            _ = ticker.tick() => cluster.advance(),
             _ = shutdown.changed() => return,
         }
     }

@@ -53,7 +53,10 @@ fn terminated_json(t: &Terminated) -> Value {
 fn container_status(c: &ContainerRec) -> Value {
     let state = match &c.state {
         CState::Running { started } => json!({"running": {"startedAt": meta_time(*started)}}),
-        CState::Waiting { reason } => json!({"waiting": {"reason": reason}}),
+        CState::Waiting { reason } => match &c.backoff {
+            Some(backoff) => json!({"waiting": {"reason": reason, "message": backoff.message}}),
+            None => json!({"waiting": {"reason": reason}}),
+        },
         CState::Terminated(t) => json!({"terminated": terminated_json(t)}),
     };
     let last = match &c.last {

@@ -464,7 +464,8 @@ pub enum Action {
         /// Pod name.
         name: String,
     },
-    /// A container exits and starts again with a new container ID.
+    /// A container exits and starts again with a new container ID: at once, or after a
+    /// back-off during which it waits in `CrashLoopBackOff`.
     #[serde(rename_all = "camelCase")]
     RestartContainer {
         /// Namespace.
@@ -477,6 +478,10 @@ pub enum Action {
         exit_code: i32,
         /// Termination reason.
         reason: String,
+        /// Seconds the container waits in `CrashLoopBackOff` before the new instance
+        /// starts; absent (or 0) starts it at once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backoff_seconds: Option<f64>,
     },
     /// An unscheduled pod is bound to a node; its containers wait in `ContainerCreating`.
     SchedulePod {
@@ -678,6 +683,16 @@ impl Scenario {
             if let Action::AddPod { pod } = &timed.action {
                 validate_pod(pod)?;
             }
+            if let Action::RestartContainer {
+                backoff_seconds: Some(secs),
+                ..
+            } = &timed.action
+                && !(secs.is_finite() && *secs >= 0.0)
+            {
+                return Err(ScenarioError::Invalid(format!(
+                    "backoffSeconds {secs} is not a duration; give seconds of 0 or more"
+                )));
+            }
         }
         Ok(())
     }
@@ -790,6 +805,7 @@ impl Scenario {
                 container: "app".to_string(),
                 exit_code: 137,
                 reason: "OOMKilled".to_string(),
+                backoff_seconds: None,
             },
         )
     }
@@ -1207,6 +1223,33 @@ mod tests {
         let s = Scenario::from_json(include_str!("../examples/shop.json")).expect("parses");
         assert_eq!(s.pods.len(), 3);
         assert_eq!(s.timeline.len(), 7);
+    }
+
+    fn restart_json(backoff: &str) -> String {
+        format!(
+            r#"{{"timeline":[{{"at":1,"action":{{"do":"restartContainer","namespace":"n",
+            "pod":"p","container":"c","exitCode":1,"reason":"Error"{backoff}}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_restart_may_carry_a_backoff_in_seconds() {
+        let s = Scenario::from_json(&restart_json(r#","backoffSeconds":1.5"#)).expect("parses");
+        assert!(matches!(
+            s.timeline[0].action,
+            Action::RestartContainer {
+                backoff_seconds: Some(secs),
+                ..
+            } if secs == 1.5
+        ));
+        let plain = Scenario::from_json(&restart_json("")).expect("parses");
+        assert!(!plain.to_json().contains("backoffSeconds"));
+    }
+
+    #[test]
+    fn a_negative_backoff_is_rejected_naming_the_field() {
+        let err = Scenario::from_json(&restart_json(r#","backoffSeconds":-1"#)).unwrap_err();
+        assert!(err.to_string().contains("backoffSeconds"), "{err}");
     }
 
     fn container_json(logs: &str) -> String {

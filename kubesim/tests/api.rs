@@ -224,7 +224,8 @@ async fn field_selectors_filter_on_phase_and_node() {
         .iter()
         .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(names, ["crashing", "creating", "pending"]);
+    // A crash-looping container keeps its pod Running: it is restarted, not given up.
+    assert_eq!(names, ["creating", "pending"]);
     let reply = get(
         &sim,
         "alice",
@@ -844,6 +845,254 @@ async fn watch_from_zero_starts_with_added_events() {
     sim.shutdown().await;
 }
 
+// --- crash-loop back-off ------------------------------------------------------------------
+
+/// The status of container `main` of pod `single`, with the pod's phase.
+async fn single_status(sim: &Sim) -> (Value, Value) {
+    let pod = get(sim, "alice", "/api/v1/namespaces/shop/pods/single")
+        .await
+        .json();
+    (
+        pod["status"]["phase"].clone(),
+        pod["status"]["containerStatuses"][0].clone(),
+    )
+}
+
+/// Polls the status of `single`'s `main` until it runs with `restarts` restarts.
+async fn wait_running_again(sim: &Sim, restarts: i64) -> Value {
+    for _ in 0..500 {
+        let (_, status) = single_status(sim).await;
+        if status["state"]["running"].is_object() && status["restartCount"] == restarts {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("main never ran again with {restarts} restarts");
+}
+
+#[tokio::test]
+async fn a_backing_off_container_waits_in_crash_loop_with_its_last_run() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let ran = handle.container_id("shop", "single", "main").expect("id");
+    handle.restart_container_after("shop", "single", "main", 1, "Error", LIMIT * 3);
+
+    let (phase, status) = single_status(&sim).await;
+    assert_eq!(phase, "Running", "a restarting pod stays Running");
+    assert_eq!(status["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    let message = status["state"]["waiting"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("back-off 30s restarting failed container=main pod=single_shop("),
+        "{message}"
+    );
+    let last = &status["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 1);
+    assert_eq!(last["reason"], "Error");
+    assert_eq!(last["containerID"], ran.as_str());
+    assert!(last["startedAt"].is_string() && last["finishedAt"].is_string());
+    assert_eq!(
+        status["containerID"],
+        ran.as_str(),
+        "the ended run's ID stays"
+    );
+    assert_eq!(
+        status["restartCount"], 0,
+        "counted when the next run starts"
+    );
+    assert_eq!(status["ready"], false);
+    assert_eq!(status["started"], false);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_the_backoff_a_new_instance_runs_and_is_counted() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let ran = handle.container_id("shop", "single", "main").expect("id");
+    handle.restart_container_after(
+        "shop",
+        "single",
+        "main",
+        2,
+        "Error",
+        Duration::from_millis(200),
+    );
+
+    let status = wait_running_again(&sim, 1).await;
+    let id = status["containerID"].as_str().expect("a container ID");
+    assert_ne!(id, ran);
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["state"]["waiting"], Value::Null);
+    assert_eq!(
+        status["lastState"]["terminated"]["containerID"],
+        ran.as_str()
+    );
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 2);
+
+    handle.write_line("shop", "single", "main", "second run");
+    let reply = get(&sim, "alice", "/api/v1/namespaces/shop/pods/single/log").await;
+    assert_eq!(reply.text(), "second run\n");
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods/single/log?previous=true",
+    )
+    .await;
+    assert_eq!(reply.text(), "hello\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn logs_during_a_backoff_serve_the_run_that_ended() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    handle.restart_container("shop", "single", "main", 1, "Error");
+    handle.write_line("shop", "single", "main", "second run");
+    handle.restart_container_after("shop", "single", "main", 1, "Error", LIMIT * 3);
+
+    let reply = get(&sim, "alice", "/api/v1/namespaces/shop/pods/single/log").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "second run\n");
+
+    // `previous` names lastState.terminated, which during the back-off is the run that
+    // just ended, not the one before it.
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods/single/log?previous=true",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "second run\n");
+
+    let reply = get(
+        &sim,
+        "alice",
+        "/api/v1/namespaces/shop/pods/single/log?follow=true&timestamps=true",
+    )
+    .await;
+    assert!(
+        reply.clean_end,
+        "a follow of a run that ended ends after its last line"
+    );
+    assert!(reply.text().ends_with("Z second run\n"), "{}", reply.text());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_follower_of_a_crashing_run_ends_and_the_next_run_is_served() {
+    let sim = plain(shop()).await;
+    let handle = sim.handle();
+    let addr = sim.addr();
+    let token = sim.token("alice").expect("alice");
+    let path = "/api/v1/namespaces/shop/pods/single/log";
+    let follow = tokio::spawn(async move {
+        let path = format!("{path}?follow=true");
+        request(addr, "GET", Some(&token), &path, None).await
+    });
+    wait_for_request(&sim, path).await;
+    handle.write_line("shop", "single", "main", "about to fail");
+    handle.restart_container_after(
+        "shop",
+        "single",
+        "main",
+        1,
+        "Error",
+        Duration::from_millis(200),
+    );
+    let reply = timeout(LIMIT, follow).await.expect("ends").expect("joins");
+    assert!(reply.clean_end);
+    assert_eq!(reply.text(), "hello\nabout to fail\n");
+
+    wait_running_again(&sim, 1).await;
+    handle.write_line("shop", "single", "main", "back");
+    assert_eq!(get(&sim, "alice", path).await.text(), "back\n");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn watchers_see_the_exit_the_backoff_and_the_new_run() {
+    let sim = plain(shop()).await;
+    let list = get(&sim, "alice", "/api/v1/namespaces/shop/pods")
+        .await
+        .json();
+    let rv = list["metadata"]["resourceVersion"].as_str().expect("rv");
+    let handle = sim.handle();
+    handle.restart_container_after(
+        "shop",
+        "single",
+        "main",
+        1,
+        "Error",
+        Duration::from_millis(100),
+    );
+    wait_running_again(&sim, 1).await;
+
+    let path = format!(
+        "/api/v1/namespaces/shop/pods?watch=true&timeoutSeconds=1&resourceVersion={rv}\
+         &fieldSelector=metadata.name%3Dsingle"
+    );
+    let reply = get(&sim, "alice", &path).await;
+    assert!(reply.clean_end);
+    let events: Vec<Value> = reply
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let seen: Vec<(String, String, bool, i64)> = events
+        .iter()
+        .map(|e| {
+            let status = &e["object"]["status"]["containerStatuses"][0];
+            let state = status["state"]
+                .as_object()
+                .and_then(|s| s.keys().next().cloned())
+                .unwrap_or_default();
+            (
+                e["type"].as_str().unwrap_or("").to_string(),
+                state,
+                status["ready"].as_bool().unwrap_or(true),
+                status["restartCount"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    let want = [
+        ("MODIFIED", "terminated", false, 0),
+        ("MODIFIED", "waiting", false, 0),
+        ("MODIFIED", "running", true, 1),
+    ]
+    .map(|(t, s, r, n)| (t.to_string(), s.to_string(), r, n));
+    assert_eq!(seen, want);
+    for event in &events {
+        assert_eq!(event["object"]["status"]["phase"], "Running", "{event}");
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeline_restart_may_back_off() {
+    let restart = Action::RestartContainer {
+        namespace: "shop".into(),
+        pod: "single".into(),
+        container: "main".into(),
+        exit_code: 3,
+        reason: "Error".into(),
+        backoff_seconds: Some(30.0),
+    };
+    let sim = plain(shop().at(0.0, restart)).await;
+    let mut waiting = Value::Null;
+    for _ in 0..500 {
+        let (_, status) = single_status(&sim).await;
+        waiting = status["state"]["waiting"]["reason"].clone();
+        if waiting == "CrashLoopBackOff" {
+            assert_eq!(status["lastState"]["terminated"]["exitCode"], 3);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(waiting, "CrashLoopBackOff");
+    sim.shutdown().await;
+}
+
 // --- reviews and RBAC -------------------------------------------------------------------
 
 #[tokio::test]
@@ -1457,6 +1706,7 @@ async fn repeated_timeline_actions_keep_restarting() {
         container: "main".into(),
         exit_code: 2,
         reason: "Error".into(),
+        backoff_seconds: None,
     };
     let sim = plain(shop().every(0.05, 0.05, restart)).await;
     let mut restarts = 0;
