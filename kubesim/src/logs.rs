@@ -223,10 +223,11 @@ impl LogBox {
         self.notify.notify_waiters();
     }
 
-    /// Appends lines to the current instance; lines are dropped when there is none.
+    /// Appends lines to the current instance; lines are dropped when there is none or it has
+    /// ended (a stopped container writes nothing more, even if the lines were due before).
     pub fn write(&self, lines: &[TimedLine]) {
         let mut state = self.lock();
-        let Some(mut current) = state.current.take() else {
+        let Some(mut current) = state.current.take_if(|c| !c.ended) else {
             return;
         };
         for (time, bytes) in lines {
@@ -522,6 +523,29 @@ mod tests {
         assert_eq!(status, ReadStatus::Data);
         logs.read(&mut cursor, &Render::default(), &mut out, 1 << 20);
         assert_eq!(String::from_utf8_lossy(&out), "a\nb\nc\n");
+    }
+
+    #[test]
+    fn an_ended_instance_takes_no_more_lines() {
+        let logs = LogBox::new(1000, 100);
+        logs.start_instance("c1");
+        logs.write(&lines(&["before"]));
+        let mut out = Vec::new();
+        let mut cursor = logs
+            .open("c1", None, &Render::default(), &mut out)
+            .expect("open");
+        logs.end_instance();
+        logs.write(&lines(&["after"]));
+        assert_eq!(
+            logs.read(&mut cursor, &Render::default(), &mut out, 100),
+            ReadStatus::Ended
+        );
+        assert_eq!(out, b"before\n");
+        assert_eq!(
+            logs.truth().len(),
+            1,
+            "the truth holds only what a reader can get"
+        );
     }
 
     #[test]
