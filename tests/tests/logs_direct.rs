@@ -1124,3 +1124,86 @@ async fn all_namespaces_with_follow_picks_up_pods_anywhere() {
     follow.stop().await;
     c.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_container_is_followed_through_each_restart() {
+    let c =
+        cluster(admin(Scenario::new("shop")).pod(web_pod("web-0", &[(-5.0, "run 1 up")]))).await;
+    let mut follow = Follow::start(aether(&c, &["web", "-f", "--tail", "-1", "-o", "json"]));
+    follow.until_log_lines(1).await;
+    let handle = c.sim.handle();
+
+    let crashes = [11, 12, 13];
+    let mut want = vec!["run 1 up".to_string()];
+    for (i, exit_code) in crashes.into_iter().enumerate() {
+        let run = i + 1;
+        for n in 0..3 {
+            let text = format!("run {run} line {n}");
+            handle.write_line("shop", "web-0", "app", &text);
+            want.push(text);
+        }
+        follow.until_log_lines(want.len()).await;
+
+        // Last words right before the crash: the end of the run must still be read.
+        let text = format!("run {run} last words");
+        handle.write_line("shop", "web-0", "app", &text);
+        want.push(text);
+        handle.restart_container_after(
+            "shop",
+            "web-0",
+            "app",
+            exit_code,
+            "Error",
+            Duration::from_secs(1),
+        );
+        let restarted = follow
+            .stdout_until(|l| l.contains("\"event\":\"restarted\""))
+            .await;
+        assert!(
+            restarted.contains(&format!("exit code {exit_code} (Error)")),
+            "{restarted}"
+        );
+        let text = format!("run {} up", run + 1);
+        handle.write_line("shop", "web-0", "app", &text);
+        want.push(text);
+    }
+    follow.until_log_lines(want.len()).await;
+    let seen = follow.stop().await;
+
+    let got: Vec<String> = json_lines(&seen)
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(got, want, "each run's lines once, in order");
+    let truth: Vec<String> = handle
+        .truth("shop", "web-0", "app")
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    assert_eq!(truth, want);
+
+    let events: Vec<(EventKind, String)> = seen
+        .iter()
+        .filter_map(|l| match serde_json::from_str::<LogEvent>(l) {
+            Ok(LogEvent::Event(e)) => Some((e.event, e.message)),
+            _ => None,
+        })
+        .collect();
+    let restarts: Vec<&str> = events
+        .iter()
+        .filter(|(kind, _)| *kind == EventKind::Restarted)
+        .map(|(_, message)| message.as_str())
+        .collect();
+    assert_eq!(
+        restarts,
+        crashes.map(|code| format!("exit code {code} (Error)")),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|(kind, _)| matches!(kind, EventKind::Error | EventKind::Gap)),
+        "{events:?}"
+    );
+    c.sim.shutdown().await;
+}
