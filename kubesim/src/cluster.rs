@@ -806,6 +806,13 @@ impl Cluster {
             );
             return;
         }
+        if matches!(stop, Stop::RestartAfter(_)) && !matches!(c.state, CState::Running { .. }) {
+            tracing::warn!(
+                namespace = %ns, pod = %pod, container = %container,
+                "only a running container can crash into a back-off; start it first"
+            );
+            return;
+        }
         let started = match &c.state {
             CState::Running { started } => *started,
             CState::Terminated(t) if stop != Stop::Terminate => t.started,
@@ -1207,6 +1214,28 @@ mod tests {
         assert_eq!(c.restarts, 1);
         assert_ne!(c.id, ran);
         assert_eq!(c.last.as_ref().map(|t| t.id.as_str()), Some(ran.as_str()));
+        assert!(state.backing_off.is_empty());
+    }
+
+    #[test]
+    fn a_pod_deleted_during_its_backoff_starts_nothing() {
+        let pod = Pod::new("web-0").container(Container::new("app").line(-1.0, "hello"));
+        let cluster = Cluster::new(&Scenario::new("shop").pod(pod.clone()), limits());
+        let stop = Stop::RestartAfter(Duration::ZERO);
+        cluster.stop_container("shop", "web-0", "app", 1, "Error", stop);
+        cluster.delete_pod("shop", "web-0");
+        cluster.add_pod(&pod);
+        let key = ("shop".to_string(), "web-0".to_string());
+        let fresh = cluster.state().pods[&key].containers[0].id.clone();
+
+        cluster.end_backoffs();
+        let state = cluster.state();
+        let c = &state.pods[&key].containers[0];
+        assert_eq!(
+            (c.restarts, &c.id),
+            (0, &fresh),
+            "the new pod is left alone"
+        );
         assert!(state.backing_off.is_empty());
     }
 
