@@ -845,7 +845,10 @@ impl Cluster {
                 c.logs.end_instance();
                 c.state = CState::Terminated(ended.clone());
                 c.backoff = Some(BackOff {
-                    until: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    until: chrono::Duration::from_std(delay)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC),
                     message: format!(
                         "back-off {} restarting failed container={container} pod={pod_label}",
                         go_duration(delay)
