@@ -59,6 +59,8 @@ pub struct Selected {
     pub running: bool,
     /// How the previous instance ended, from `lastState.terminated`.
     pub last_termination: Option<Termination>,
+    /// The previous instance (its container ID), which `previous=true` reads.
+    pub last_instance: Option<String>,
     /// How the current instance ended, when it has.
     pub termination: Option<Termination>,
     /// Why the container waits, when it waits to start (such as `ContainerCreating`).
@@ -139,6 +141,7 @@ fn describe(
         instance: None,
         running: false,
         last_termination: None,
+        last_instance: None,
         termination: None,
         waiting: None,
     };
@@ -157,6 +160,7 @@ fn describe(
         .and_then(|t| t.container_id.clone())
         .filter(|id| !id.is_empty());
     let current_id = status.container_id.clone().filter(|id| !id.is_empty());
+    selected.last_instance = last_id.clone();
 
     if previous {
         // The previous instance has logs as soon as lastState says it ended.

@@ -231,6 +231,7 @@ pub(crate) async fn run(
         spec,
         tx,
         started: false,
+        replaced: false,
     };
     if let Some(message) = tail.spec.restarted.clone() {
         tail.status(EventKind::Restarted, message).await?;
@@ -244,7 +245,7 @@ pub(crate) async fn run(
         .send(TailMsg::HistoryDone)
         .await
         .map_err(|_| Closed)?;
-    if tail.spec.follow && !tail.spec.previous {
+    if tail.spec.follow && !tail.spec.previous && !tail.replaced {
         tail.follow(&mut stop, skip_history).await?;
     }
     Ok(())
@@ -261,6 +262,29 @@ struct Tail {
     tx: mpsc::Sender<TailMsg>,
     cursor: Cursor,
     started: bool,
+    /// The instance was replaced by a newer one: only `previous=true` reads it now.
+    replaced: bool,
+}
+
+/// Which instance of the container the kubelet serves, as the pod's status says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// A request without `previous` reads this tail's instance.
+    Current,
+    /// This tail's instance ended and a newer one replaced it: `previous=true` reads it.
+    Previous,
+    /// Neither: the instance is no longer kept.
+    Neither,
+}
+
+/// What opening a stream of this tail's instance gave.
+enum Opened<R> {
+    /// A stream that reads this tail's instance.
+    Stream(R),
+    /// The instance was replaced; the stream would have read the newer one.
+    Replaced,
+    /// The instance can no longer be read.
+    Lost,
 }
 
 impl Tail {
@@ -275,12 +299,20 @@ impl Tail {
             } else {
                 self.first_params(false)
             };
-            let reader = match self.spec.api.log_stream(&self.spec.pod, &params).await {
-                Ok(reader) => reader,
-                Err(err) => {
-                    let failure = classify(&err);
+            let reader = match self.open_checked(&params).await {
+                Ok(Opened::Stream(reader)) => reader,
+                Ok(Opened::Replaced) => {
+                    // The container restarted since it was listed: its log is the previous.
+                    self.replaced = true;
+                    continue;
+                }
+                Ok(Opened::Lost) => {
+                    self.lost().await?;
+                    return Ok(Flow::Done);
+                }
+                Err(failure) => {
                     tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
-                        error = %err, "opening the log for history failed");
+                        error = ?failure, "opening the log for history failed");
                     match failure {
                         Failure::Transient { retry_after, .. }
                             if backoff.attempts() + 1 < HISTORY_ATTEMPTS =>
@@ -343,12 +375,15 @@ impl Tail {
                 self.cursor.resume();
                 self.resume_params(true)
             };
-            let reader = match self.spec.api.log_stream(&self.spec.pod, &params).await {
-                Ok(reader) => reader,
-                Err(err) => {
+            let reader = match self.open_checked(&params).await {
+                Ok(Opened::Stream(reader)) => reader,
+                // The container restarted while the stream was down: finish the old instance.
+                Ok(Opened::Replaced) => return self.drain(stop, true).await,
+                Ok(Opened::Lost) => return self.lost().await,
+                Err(failure) => {
                     tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
-                        error = %err, "opening the log stream failed");
-                    match classify(&err) {
+                        error = ?failure, "opening the log stream failed");
+                    match failure {
                         Failure::Transient {
                             message,
                             retry_after,
@@ -382,8 +417,10 @@ impl Tail {
             failing = false;
 
             let opened_at = Instant::now();
+            let last_before = self.cursor.last();
             let end = self.read(reader, stop).await?;
-            if opened_at.elapsed() > self.spec.backoff.1 {
+            // A stream that gave lines worked: the next cut starts the backoff over.
+            if opened_at.elapsed() > self.spec.backoff.1 || self.cursor.last() != last_before {
                 backoff.reset();
             }
             match end {
@@ -392,21 +429,18 @@ impl Tail {
                     tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
                         error = %message, "log stream broke; reopening");
                 }
-                ReadEnd::Ended(rest) => match self.still_running().await {
-                    // A cut in the middle of a line: the reopened stream gives it whole.
+                // Bytes after the last newline are never taken as a line here: a stream cut in
+                // the middle of a line is read again, from that line, by whatever comes next.
+                ReadEnd::Ended(_) => match self.still_running().await {
                     Running::Yes => {}
+                    // The stream may have been cut before the container stopped: read the
+                    // rest of the instance before saying it ended.
                     Running::No => {
-                        if let Some(rest) = rest {
-                            self.line(&rest.bytes, rest.truncated).await?;
-                        }
+                        self.drain(stop, false).await?;
                         return self.finish().await;
                     }
-                    Running::Replaced => {
-                        if let Some(rest) = rest {
-                            self.line(&rest.bytes, rest.truncated).await?;
-                        }
-                        return Ok(());
-                    }
+                    Running::Replaced => return self.drain(stop, true).await,
+                    Running::PodGone => return Ok(()),
                 },
             }
             tokio::time::sleep(backoff.next_delay()).await;
@@ -520,7 +554,7 @@ impl Tail {
         LogParams {
             container: Some(self.spec.container.clone()),
             follow,
-            previous: self.spec.previous,
+            previous: self.spec.previous || self.replaced,
             timestamps: true,
             ..LogParams::default()
         }
@@ -591,11 +625,125 @@ impl Tail {
                 _ => Running::No,
             },
             Err(err) => match classify(&err) {
-                Failure::Gone => Running::Replaced,
+                Failure::Gone => Running::PodGone,
                 // Cannot tell: assume it runs, the next request will say.
                 _ => Running::Yes,
             },
         }
+    }
+
+    /// Which instance the kubelet serves now, from the pod's status.
+    async fn serving(&self) -> Result<Serving, Failure> {
+        let pod = self
+            .spec
+            .api
+            .get(&self.spec.pod)
+            .await
+            .map_err(|err| classify(&err))?;
+        let mine = Some(self.spec.instance.as_str());
+        Ok(match select::find(&pod, &self.spec.container) {
+            Some(s) if s.instance.as_deref() == mine => Serving::Current,
+            Some(s) if s.last_instance.as_deref() == mine => Serving::Previous,
+            _ => Serving::Neither,
+        })
+    }
+
+    /// Opens a stream and makes sure it reads this tail's instance.
+    ///
+    /// A request names the container, not the instance: the kubelet serves whatever instance
+    /// is current when it answers (or the one before it, with `previous`). Instances only move
+    /// forward, so a status read after the stream opened that still shows this tail's instance
+    /// in the requested place proves that the stream reads it. The status lags the kubelet by
+    /// a moment, so a restart in that moment is not seen; the cursor's overlap check reports
+    /// it as a gap.
+    async fn open_checked(
+        &self,
+        params: &LogParams,
+    ) -> Result<Opened<impl AsyncBufRead + Unpin + use<>>, Failure> {
+        let reader = self
+            .spec
+            .api
+            .log_stream(&self.spec.pod, params)
+            .await
+            .map_err(|err| classify(&err))?;
+        // `--previous` names its instance itself, and a read that does not follow ends with
+        // whatever instance is current: only a tail that goes on needs to know.
+        if self.spec.previous || !self.spec.follow {
+            return Ok(Opened::Stream(reader));
+        }
+        let wanted = match params.previous {
+            true => Serving::Previous,
+            false => Serving::Current,
+        };
+        Ok(match self.serving().await? {
+            now if now == wanted => Opened::Stream(reader),
+            Serving::Previous => Opened::Replaced,
+            _ => Opened::Lost,
+        })
+    }
+
+    /// Reads what is left of this tail's instance once it stopped running, without follow:
+    /// lines written between the last stream's end and the stop, and a line the last stream
+    /// cut in the middle, come out whole. `previous`: a newer instance replaced it.
+    async fn drain(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        previous: bool,
+    ) -> Result<(), Closed> {
+        self.replaced = previous;
+        let mut backoff = Backoff::new(self.spec.backoff.0, self.spec.backoff.1);
+        loop {
+            self.cursor.resume();
+            let params = self.resume_params(false);
+            let failure = match self.open_checked(&params).await {
+                Ok(Opened::Stream(reader)) => match self.read(reader, stop).await? {
+                    ReadEnd::Ended(rest) => {
+                        // The instance has stopped: a last line without newline is whole.
+                        if let Some(rest) = rest {
+                            self.line(&rest.bytes, rest.truncated).await?;
+                        }
+                        return Ok(());
+                    }
+                    ReadEnd::Stopped => return Ok(()),
+                    ReadEnd::Failed(message) => Failure::Transient {
+                        message,
+                        retry_after: None,
+                    },
+                },
+                Ok(Opened::Replaced) if !self.replaced => {
+                    self.replaced = true;
+                    continue;
+                }
+                Ok(Opened::Replaced | Opened::Lost) => return self.lost().await,
+                Err(failure) => failure,
+            };
+            tracing::debug!(pod = %self.spec.pod, container = %self.spec.container,
+                error = ?failure, "reading the rest of a stopped container failed");
+            match failure {
+                Failure::Gone => return Ok(()),
+                Failure::Transient { retry_after, .. }
+                    if backoff.attempts() + 1 < HISTORY_ATTEMPTS =>
+                {
+                    tokio::time::sleep(delay_for(&mut backoff, retry_after)).await;
+                }
+                _ => return self.lost().await,
+            }
+        }
+    }
+
+    /// The instance can no longer be read: lines after the last one seen may be missing.
+    async fn lost(&mut self) -> Result<(), Closed> {
+        let message = match self.cursor.last() {
+            Some(last) => format!(
+                "lines after {} may be missing: the container restarted again before they \
+                 could be read",
+                crate::event::format_time(&last)
+            ),
+            None => "lines may be missing: the container restarted again before they could be \
+                     read"
+                .to_string(),
+        };
+        self.status(EventKind::Gap, message).await
     }
 
     async fn status(&self, event: EventKind, message: String) -> Result<(), Closed> {
@@ -614,8 +762,10 @@ impl Tail {
 enum Running {
     Yes,
     No,
-    /// A new instance or no pod: someone else reports it.
+    /// A new instance: its own tail reports it.
     Replaced,
+    /// The pod is gone: discovery reports it.
+    PodGone,
 }
 
 fn delay_for(backoff: &mut Backoff, retry_after: Option<Duration>) -> Duration {

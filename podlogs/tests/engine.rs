@@ -360,12 +360,90 @@ async fn follow_resumes_from_the_whole_second_and_skips_what_it_saw() {
         .filter(|r| r.contains("/log?"))
         .map(|r| query_param(r, "sinceTime"))
         .collect();
+    // The last request reads what the stopped container left after the last stream.
     assert_eq!(
         since,
         [
             None,
             Some("2026-05-01T12%3A00%3A01Z"),
-            Some("2026-05-01T12%3A00%3A02Z")
+            Some("2026-05-01T12%3A00%3A02Z"),
+            Some("2026-05-01T12%3A00%3A03Z")
         ]
+    );
+}
+
+fn pod_restarted(namespace: &str, name: &str) -> serde_json::Value {
+    let mut value = pod(namespace, name);
+    let status = &mut value["status"]["containerStatuses"][0];
+    status["restartCount"] = json!(1);
+    status["containerID"] = json!(format!("containerd://{name}-2"));
+    status["lastState"] = json!({"terminated": {
+        "exitCode": 137, "reason": "OOMKilled", "containerID": format!("containerd://{name}")}});
+    value
+}
+
+#[tokio::test]
+async fn a_restart_while_the_stream_is_down_finishes_the_old_instance_through_previous() {
+    let log_requests = Arc::new(AtomicUsize::new(0));
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (counter, flag) = (log_requests.clone(), restarted.clone());
+    let handler: Arc<Handler> = Arc::new(move |path, query| {
+        let line = |t: &str, text: &str| format!("2026-05-01T12:00:{t}Z {text}\n").into_bytes();
+        if path.ends_with("/log") && query.contains("previous=true") {
+            // The old instance from 12:00:01: what it wrote while the stream was down is there.
+            return Answer::log(vec![
+                line("01.100000000", "a"),
+                line("01.500000000", "b"),
+                line("02.000000000", "c"),
+            ]);
+        }
+        if path.ends_with("/log") {
+            return match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => Answer::log(vec![line("01.100000000", "a")]),
+                // Following from 12:00:01; the stream is cut after one new line.
+                1 => Answer::log(vec![line("01.100000000", "a"), line("01.500000000", "b")]),
+                // Reopened after the container restarted: the kubelet serves the new instance.
+                _ => {
+                    flag.store(true, Ordering::SeqCst);
+                    Answer::log(vec![line("05.000000000", "new instance")])
+                }
+            };
+        }
+        if query.contains("watch=true") {
+            return Answer::silent_watch();
+        }
+        if path.ends_with("/pods/web-0") {
+            return match flag.load(Ordering::SeqCst) {
+                false => Answer::json(200, pod("shop", "web-0")),
+                true => Answer::json(200, pod_restarted("shop", "web-0")),
+            };
+        }
+        pod_list(vec![pod("shop", "web-0")])
+    });
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client = fake_client(handler, requests.clone());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.follow = true;
+
+    let mut stream = podlogs::open(client, query).await.expect("the query opens");
+    let mut events = Vec::new();
+    // The old instance's tail ends after its last line; nothing else comes from it.
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(3), stream.next()).await {
+        events.push(ev);
+    }
+
+    assert_eq!(lines(&events), ["web-0 a", "web-0 b", "web-0 c"]);
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, LogEvent::Event(s) if s.event == EventKind::Gap)),
+        "{events:?}"
+    );
+    let seen = requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let previous = seen.iter().find(|r| r.contains("previous=true"));
+    assert_eq!(
+        previous.and_then(|r| query_param(r, "sinceTime")),
+        Some("2026-05-01T12%3A00%3A01Z"),
+        "{seen:#?}"
     );
 }
