@@ -172,6 +172,15 @@ impl Cursor {
         });
     }
 
+    /// While a reopened stream has given nothing new: the last line seen before, when the
+    /// stream did not give it back either, so that nothing proves no line came after it.
+    pub(crate) fn unproven(&self) -> Option<DateTime<Utc>> {
+        self.replay
+            .as_ref()
+            .filter(|r| !r.overlapped)
+            .map(|r| r.until)
+    }
+
     /// Decides about a line stamped `time`.
     pub(crate) fn accept(&mut self, time: DateTime<Utc>) -> Verdict {
         if self.not_before.is_some_and(|nb| time < nb) {
@@ -367,6 +376,16 @@ impl Tail {
         let mut failing = false;
         loop {
             if *stop.borrow() {
+                // The pod went while its stream was down: what came after the last line read
+                // cannot be asked for any more.
+                if !first && let Some(last) = self.cursor.last() {
+                    let message = format!(
+                        "lines after {} may be missing: the pod was deleted while its log \
+                         stream was down",
+                        crate::event::format_time(&last)
+                    );
+                    self.status(EventKind::Gap, message).await?;
+                }
                 return Ok(());
             }
             let params = if first && skipped_history {
@@ -702,6 +721,16 @@ impl Tail {
                         if let Some(rest) = rest {
                             self.line(&rest.bytes, rest.truncated).await?;
                         }
+                        // Nothing new came, and the last line seen was not there either (the
+                        // file rotated): what it held after that line is out of reach.
+                        if let Some(from) = self.cursor.unproven() {
+                            let message = format!(
+                                "lines after {} may be missing: the log was rotated before \
+                                 they could be read",
+                                crate::event::format_time(&from)
+                            );
+                            self.status(EventKind::Gap, message).await?;
+                        }
                         return Ok(());
                     }
                     ReadEnd::Stopped => return Ok(()),
@@ -846,6 +875,16 @@ mod tests {
             Verdict::EmitAfterGap { from: at(1, 500) }
         );
         assert_eq!(cursor.accept(at(4, 0)), Verdict::Emit);
+    }
+
+    #[test]
+    fn a_resume_that_gives_nothing_proves_nothing_unless_it_gave_the_last_line_back() {
+        let mut cursor = Cursor::new(None);
+        cursor.accept(at(1, 500));
+        cursor.resume();
+        assert_eq!(cursor.unproven(), Some(at(1, 500)));
+        assert_eq!(cursor.accept(at(1, 500)), Verdict::Skip);
+        assert_eq!(cursor.unproven(), None);
     }
 
     #[test]
