@@ -376,17 +376,10 @@ impl Tail {
         let mut failing = false;
         loop {
             if *stop.borrow() {
-                // The pod went while its stream was down: what came after the last line read
-                // cannot be asked for any more.
-                if !first && let Some(last) = self.cursor.last() {
-                    let message = format!(
-                        "lines after {} may be missing: the pod was deleted while its log \
-                         stream was down",
-                        crate::event::format_time(&last)
-                    );
-                    self.status(EventKind::Gap, message).await?;
+                if first {
+                    return Ok(());
                 }
-                return Ok(());
+                return self.deleted_while_down().await;
             }
             let params = if first && skipped_history {
                 self.first_params(true)
@@ -423,6 +416,7 @@ impl Tail {
                             // The container was readable moments ago: it stopped since.
                             return self.finish().await;
                         }
+                        Failure::Gone if !first => return self.deleted_while_down().await,
                         other => return self.report(other).await,
                     }
                 }
@@ -758,6 +752,19 @@ impl Tail {
                 _ => return self.lost().await,
             }
         }
+    }
+
+    /// The pod went while the stream was down: what came after the last line read cannot be
+    /// asked for any more.
+    async fn deleted_while_down(&mut self) -> Result<(), Closed> {
+        let Some(last) = self.cursor.last() else {
+            return Ok(());
+        };
+        let message = format!(
+            "lines after {} may be missing: the pod was deleted while its log stream was down",
+            crate::event::format_time(&last)
+        );
+        self.status(EventKind::Gap, message).await
     }
 
     /// The instance can no longer be read: lines after the last one seen may be missing.
