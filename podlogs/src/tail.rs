@@ -4,8 +4,10 @@
 //! then, when following, reopens the stream with `sinceTime` = the last line's time. The
 //! apiserver truncates `sinceTime` to whole seconds, so a [`Cursor`] skips the lines of that
 //! second already seen: no duplicates, no loss. A stream that ends while the container still
-//! runs is reopened the same way. This module neither discovers pods nor orders lines across
-//! containers.
+//! runs is reopened the same way. A request names a container, not an instance, so every
+//! stream a following tail opens is checked against the pod's status: when the instance was
+//! replaced meanwhile, its rest is read with `previous=true`; when it stopped, once more
+//! without follow. This module neither discovers pods nor orders lines across containers.
 
 use std::time::Duration;
 
@@ -329,6 +331,11 @@ impl Tail {
                             let delay = delay_for(&mut backoff, retry_after);
                             tokio::time::sleep(delay).await;
                             continue;
+                        }
+                        // Listed or announced moments ago, and gone before a line was read.
+                        Failure::Gone if self.spec.follow => {
+                            self.deleted_while_down().await?;
+                            return Ok(Flow::Done);
                         }
                         other => {
                             self.report(other).await?;
@@ -757,13 +764,16 @@ impl Tail {
     /// The pod went while the stream was down: what came after the last line read cannot be
     /// asked for any more.
     async fn deleted_while_down(&mut self) -> Result<(), Closed> {
-        let Some(last) = self.cursor.last() else {
-            return Ok(());
+        let message = match self.cursor.last() {
+            Some(last) => format!(
+                "lines after {} may be missing: the pod was deleted while its log stream was \
+                 down",
+                crate::event::format_time(&last)
+            ),
+            None => {
+                "lines may be missing: the pod was deleted before its log could be read".to_string()
+            }
         };
-        let message = format!(
-            "lines after {} may be missing: the pod was deleted while its log stream was down",
-            crate::event::format_time(&last)
-        );
         self.status(EventKind::Gap, message).await
     }
 

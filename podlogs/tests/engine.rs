@@ -447,3 +447,41 @@ async fn a_restart_while_the_stream_is_down_finishes_the_old_instance_through_pr
         "{seen:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_pod_deleted_before_its_log_was_read_is_reported_as_a_possible_gap() {
+    let handler: Arc<Handler> = Arc::new(move |path, query| {
+        if path.ends_with("/log") {
+            return Answer::json(
+                404,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": "pods \"web-0\" not found",
+                    "reason": "NotFound", "details": {"name": "web-0", "kind": "pods"},
+                    "code": 404}),
+            );
+        }
+        if query.contains("watch=true") {
+            return Answer::silent_watch();
+        }
+        pod_list(vec![pod("shop", "web-0")])
+    });
+    let client = fake_client(handler, Arc::default());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.follow = true;
+
+    let mut stream = podlogs::open(client, query).await.expect("the query opens");
+    let mut gap = None;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        if let LogEvent::Event(s) = ev
+            && s.event == EventKind::Gap
+        {
+            gap = Some(s.message);
+            break;
+        }
+    }
+
+    assert_eq!(
+        gap.as_deref(),
+        Some("lines may be missing: the pod was deleted before its log could be read")
+    );
+}
