@@ -159,6 +159,13 @@ impl Cursor {
         }
     }
 
+    /// Drops lines before `time` too, unless an earlier floor is set already.
+    pub(crate) fn start_no_earlier_than(&mut self, time: DateTime<Utc>) {
+        if self.not_before.is_none() {
+            self.not_before = Some(time);
+        }
+    }
+
     /// Time of the last line emitted.
     pub(crate) fn last(&self) -> Option<DateTime<Utc>> {
         self.last
@@ -389,6 +396,9 @@ impl Tail {
                 return self.deleted_while_down().await;
             }
             let params = if first && skipped_history {
+                // No history: the stream starts now. Should it be cut before its first line,
+                // the next one starts from here too, not from the log's beginning.
+                self.cursor.start_no_earlier_than(Utc::now());
                 self.first_params(true)
             } else {
                 self.cursor.resume();
@@ -562,8 +572,8 @@ impl Tail {
     /// A request that resumes after the last line seen.
     fn resume_params(&self, follow: bool) -> LogParams {
         let mut params = self.base_params(follow);
-        match self.cursor.last() {
-            Some(last) => params.since_time = whole_second(last),
+        match self.cursor.last().or(self.cursor.not_before) {
+            Some(from) => params.since_time = whole_second(from),
             // Nothing seen yet, and the log had nothing in range: same range, all of it.
             None => self.apply_since(&mut params),
         }

@@ -485,3 +485,57 @@ async fn a_pod_deleted_before_its_log_was_read_is_reported_as_a_possible_gap() {
         Some("lines may be missing: the pod was deleted before its log could be read")
     );
 }
+
+#[tokio::test]
+async fn a_stream_cut_before_its_first_line_with_tail_zero_resumes_from_the_start_not_the_beginning()
+ {
+    let log_requests = Arc::new(AtomicUsize::new(0));
+    let counter = log_requests.clone();
+    let handler: Arc<Handler> = Arc::new(move |path, query| {
+        if path.ends_with("/log") {
+            return match counter.fetch_add(1, Ordering::SeqCst) {
+                // Following with tailLines=0: cut before anything was written.
+                0 => Answer::log(Vec::new()),
+                // Reopened: the server gives what the request asks for.
+                _ => {
+                    let new = chrono::Utc::now() + chrono::Duration::seconds(1);
+                    let mut chunks = Vec::new();
+                    if query_param(query, "sinceTime").is_none() {
+                        chunks.push(b"2020-01-01T00:00:00.000000000Z old\n".to_vec());
+                    }
+                    chunks.push(
+                        format!("{} new\n", new.format("%Y-%m-%dT%H:%M:%S%.9fZ")).into_bytes(),
+                    );
+                    Answer {
+                        status: 200,
+                        chunks,
+                        hold_open: true,
+                    }
+                }
+            };
+        }
+        if query.contains("watch=true") {
+            return Answer::silent_watch();
+        }
+        if path.ends_with("/pods/web-0") {
+            return Answer::json(200, pod("shop", "web-0"));
+        }
+        pod_list(vec![pod("shop", "web-0")])
+    });
+    let client = fake_client(handler, Arc::default());
+    let mut query = LogQuery::new("shop", "app=web");
+    query.follow = true;
+    query.tail_lines = Some(0);
+
+    let mut stream = podlogs::open(client, query).await.expect("the query opens");
+    let mut events = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        let new = matches!(&ev, LogEvent::Log(l) if l.line == "new");
+        events.push(ev);
+        if new {
+            break;
+        }
+    }
+
+    assert_eq!(lines(&events), ["web-0 new"]);
+}
