@@ -13,7 +13,8 @@
 //!   order across every pod and container;
 //! - with follow, live lines as they arrive, plus `restarted` (a new container instance, read
 //!   from its first line), `reconnected` (a stream reopened without loss or duplicates), `gap`
-//!   (the reopened stream could not prove that nothing was missed), `ended` (the container
+//!   (lines may be missing: a reopened stream could not prove that nothing was missed, or the
+//!   instance or the pod went before the rest could be read), `ended` (the container
 //!   stopped; the message says how), `pod_deleted` and `error` (one stream failed; the others
 //!   go on).
 //!
