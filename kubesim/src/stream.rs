@@ -444,19 +444,8 @@ impl LogStream {
                 Next::Shutdown | Next::Cut(Err(RecvError::Closed)) => return,
                 Next::Cut(Err(RecvError::Lagged(_))) => {}
                 Next::Cut(Ok(cut)) if cut_applies(&cut, &ns, &pod, Some(&container)) => {
-                    match cut.mode {
-                        CutMode::Clean => return,
-                        CutMode::Reset => {
-                            let _ = self
-                                .tx
-                                .send(Err(io::Error::new(
-                                    io::ErrorKind::ConnectionReset,
-                                    "stream cut",
-                                )))
-                                .await;
-                            return;
-                        }
-                        CutMode::MidLine => mid_line = true,
+                    if apply_cut(cut.mode, &mut self.tx, &mut mid_line).await == CutEffect::End {
+                        return;
                     }
                 }
                 Next::Cut(Ok(_)) => {}
@@ -716,19 +705,8 @@ impl WatchStream {
                     }
                 }
                 WatchNext::Cut(Ok(cut)) if cut_applies(&cut, &self.ns_or(&cut), "", None) => {
-                    match cut.mode {
-                        CutMode::Clean => return,
-                        CutMode::Reset => {
-                            let _ = self
-                                .tx
-                                .send(Err(io::Error::new(
-                                    io::ErrorKind::ConnectionReset,
-                                    "stream cut",
-                                )))
-                                .await;
-                            return;
-                        }
-                        CutMode::MidLine => mid_line = true,
+                    if apply_cut(cut.mode, &mut self.tx, &mut mid_line).await == CutEffect::End {
+                        return;
                     }
                 }
                 WatchNext::Cut(Err(RecvError::Closed)) => return,
@@ -743,6 +721,31 @@ impl WatchStream {
             cut.namespace.clone().unwrap_or_default()
         } else {
             self.ns.clone()
+        }
+    }
+}
+
+/// Whether a stream goes on after a cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutEffect {
+    /// The stream ends now (cleanly, or reset).
+    End,
+    /// The stream goes on; `mid_line` says the next line is sent half and then it ends.
+    GoOn,
+}
+
+/// Applies a cut to a stream: a clean end, a connection reset, or half of the next line.
+async fn apply_cut(mode: CutMode, tx: &mut Tx, mid_line: &mut bool) -> CutEffect {
+    match mode {
+        CutMode::Clean => CutEffect::End,
+        CutMode::Reset => {
+            let reset = io::Error::new(io::ErrorKind::ConnectionReset, "stream cut");
+            let _ = tx.send(Err(reset)).await;
+            CutEffect::End
+        }
+        CutMode::MidLine => {
+            *mid_line = true;
+            CutEffect::GoOn
         }
     }
 }
