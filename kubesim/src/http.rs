@@ -929,13 +929,7 @@ fn list_workloads(
     identity: &Identity,
     table: bool,
 ) -> ApiResult {
-    let Some(kind) = workload_kind(group_version, plural) else {
-        return Err(ApiError::no_route());
-    };
-    authorize(
-        identity,
-        &workload_attrs(group_version, plural, "list", ns, ""),
-    )?;
+    let kind = workload_access(identity, group_version, plural, "list", ns, "")?;
     let workloads: Vec<_> = ctx
         .cluster
         .state()
@@ -957,6 +951,23 @@ fn list_workloads(
     ))
 }
 
+/// The kind behind a workload route, once `identity` may `verb` it.
+fn workload_access(
+    identity: &Identity,
+    group_version: &str,
+    plural: &str,
+    verb: &str,
+    ns: &str,
+    name: &str,
+) -> Result<&'static str, ApiError> {
+    let kind = workload_kind(group_version, plural).ok_or_else(ApiError::no_route)?;
+    authorize(
+        identity,
+        &workload_attrs(group_version, plural, verb, ns, name),
+    )?;
+    Ok(kind)
+}
+
 fn get_workload(
     ctx: &Ctx,
     group_version: &str,
@@ -966,13 +977,7 @@ fn get_workload(
     identity: &Identity,
     table: bool,
 ) -> ApiResult {
-    let Some(kind) = workload_kind(group_version, plural) else {
-        return Err(ApiError::no_route());
-    };
-    authorize(
-        identity,
-        &workload_attrs(group_version, plural, "get", ns, name),
-    )?;
+    let kind = workload_access(identity, group_version, plural, "get", ns, name)?;
     let found = ctx
         .cluster
         .state()
@@ -980,10 +985,9 @@ fn get_workload(
         .iter()
         .find(|w| w.kind == kind && w.name == name && w.namespace.as_deref() == Some(ns))
         .cloned();
-    let qualified = format!("{plural}.{}", group_version.split('/').next().unwrap_or(""));
+    let group = group_version.split('/').next().unwrap_or("");
     let w = found.ok_or_else(|| {
-        let mut e = ApiError::not_found(&qualified, name);
-        let group = group_version.split('/').next().unwrap_or("");
+        let mut e = ApiError::not_found(&format!("{plural}.{group}"), name);
         e.details = Some(json!({"name": name, "group": group, "kind": plural}));
         e
     })?;
