@@ -136,21 +136,23 @@ mod tests {
         }
     }
 
+    /// Prints `events` in the default format, never interrupted.
+    async fn print_default<S>(events: &mut S, out: &mut Recorder, status: &mut Recorder) -> Outcome
+    where
+        S: futures::Stream<Item = LogEvent> + Unpin,
+    {
+        let mut formatter = Formatter::new(FormatOptions::default());
+        print(events, &mut formatter, out, status, std::future::pending())
+            .await
+            .expect("recorders only fail when told to")
+    }
+
     #[tokio::test]
     async fn a_burst_is_flushed_once() {
         let mut events = futures::stream::iter(vec![line("a"), line("b"), line("c")]);
         let mut out = Recorder::default();
         let mut status = Recorder::default();
-        let mut formatter = Formatter::new(FormatOptions::default());
-        let outcome = print(
-            &mut events,
-            &mut formatter,
-            &mut out,
-            &mut status,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let outcome = print_default(&mut events, &mut out, &mut status).await;
         assert_eq!(outcome, Outcome::Done { errors: 0 });
         assert_eq!(
             out.writes.concat(),
@@ -167,16 +169,7 @@ mod tests {
             ..Default::default()
         };
         let mut status = Recorder::default();
-        let mut formatter = Formatter::new(FormatOptions::default());
-        let outcome = print(
-            &mut events,
-            &mut formatter,
-            &mut out,
-            &mut status,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let outcome = print_default(&mut events, &mut out, &mut status).await;
         assert_eq!(outcome, Outcome::Closed);
     }
 
@@ -205,16 +198,7 @@ mod tests {
         let mut events = futures::stream::iter(vec![error, line("a")]);
         let mut out = Recorder::default();
         let mut status = Recorder::default();
-        let mut formatter = Formatter::new(FormatOptions::default());
-        let outcome = print(
-            &mut events,
-            &mut formatter,
-            &mut out,
-            &mut status,
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
+        let outcome = print_default(&mut events, &mut out, &mut status).await;
         assert_eq!(outcome, Outcome::Done { errors: 1 });
         assert_eq!(status.writes.concat(), "! web-0 › app error: forbidden\n");
         // Flushed before the status line, and once more when the stream ended.
